@@ -1,0 +1,22 @@
+"""iic_fast: fast, memory-lean Invariant Information Clustering (IIC; Ji, Henriques, Vedaldi, ICCV 2019).
+
+Building blocks ``joint`` and ``mi``; the losses ``segmentation_loss`` and ``clustering_loss``; drop-ins for the
+original code (``IID_loss``, ``IID_segmentation_loss``, ``IID_segmentation_loss_uncollapsed``); and
+``JointAccumulator`` for exact large-batch and multi-GPU gradients. See DESIGN.md and the README.
+"""
+from ._extension import build_info, has_kernels
+from .losses import (
+    IID_loss,
+    IID_segmentation_loss,
+    IID_segmentation_loss_uncollapsed,
+    clustering_loss,
+    segmentation_loss,
+)
+from .ops import joint, mi
+
+__version__ = "0.1.0"
+
+__all__ = [
+    "joint", "mi", "segmentation_loss", "clustering_loss", "IID_loss", "IID_segmentation_loss",
+    "IID_segmentation_loss_uncollapsed", "has_kernels", "build_info", "__version__",
+]
