@@ -12,11 +12,12 @@ from .losses import (
     clustering_loss,
     segmentation_loss,
 )
+from .accumulate import JointAccumulator
 from .ops import joint, mi
 
 __version__ = "0.1.0"
 
 __all__ = [
-    "joint", "mi", "segmentation_loss", "clustering_loss", "IID_loss", "IID_segmentation_loss",
+    "JointAccumulator", "joint", "mi", "segmentation_loss", "clustering_loss", "IID_loss", "IID_segmentation_loss",
     "IID_segmentation_loss_uncollapsed", "has_kernels", "build_info", "__version__",
 ]

@@ -1,0 +1,134 @@
+"""Public losses and drop-ins: the original's numbers and gradients, every impl, clear errors."""
+import pytest
+import torch
+
+import iic_fast as iic
+from oracle import original_clustering_loss, original_segmentation_loss, random_mask, random_maps
+
+IMPLS = ["auto", "kernel", "fft", "reference"]
+
+
+def _flip_affines(n, generator):
+    flips = torch.rand(n, generator=generator) < 0.5
+    A = torch.tensor([[1.0, 0, 0], [0, 1, 0]], dtype=torch.float64).repeat(n, 1, 1)
+    A[flips, 0, 0] = -1.0
+    return A
+
+
+def _general_affines(n, generator):
+    angle = (torch.rand(n, generator=generator, dtype=torch.float64) - 0.5) * 0.6
+    scale = 0.9 + 0.2 * torch.rand(n, generator=generator, dtype=torch.float64)
+    A = torch.zeros(n, 2, 3, dtype=torch.float64)
+    A[:, 0, 0], A[:, 0, 1] = angle.cos() * scale, -angle.sin() * scale
+    A[:, 1, 0], A[:, 1, 1] = angle.sin() * scale, angle.cos() * scale
+    return A
+
+
+@pytest.mark.filterwarnings("ignore:iic_fast")
+@pytest.mark.parametrize("uncollapsed", [False, True])
+@pytest.mark.parametrize("affines", [_flip_affines, _general_affines])
+@pytest.mark.parametrize("impl", IMPLS)
+def test_segmentation_dropins_match_the_original(uncollapsed, affines, impl):
+    g = torch.Generator().manual_seed(3)
+    n, k, H, W, d, lamb = 3, 4, 9, 8, 2, 1.5
+    x1, x2 = (x.requires_grad_(True) for x in random_maps(n, k, H, W))
+    A, mask = affines(n, g), random_mask(n, H, W)
+    expected = original_segmentation_loss(x1, x2, A, mask, lamb, d, uncollapsed)
+    expected_grads = torch.autograd.grad(expected[0], (x1, x2))
+    dropin = iic.IID_segmentation_loss_uncollapsed if uncollapsed else iic.IID_segmentation_loss
+    got = dropin(x1, x2, A, mask, lamb, d, 0, 0, impl=impl)
+    torch.testing.assert_close(got, expected, rtol=1e-10, atol=1e-12)
+    torch.testing.assert_close(torch.autograd.grad(got[0], (x1, x2)), expected_grads, rtol=1e-8, atol=1e-12)
+
+
+@pytest.mark.filterwarnings("ignore:iic_fast")
+def test_segmentation_dropin_float32_matches_to_rounding():
+    x1, x2 = random_maps(2, 5, 12, 10, dtype=torch.float32)
+    A, mask = _flip_affines(2, torch.Generator().manual_seed(0)).float(), random_mask(2, 12, 10).float()
+    for uncollapsed in (False, True):
+        dropin = iic.IID_segmentation_loss_uncollapsed if uncollapsed else iic.IID_segmentation_loss
+        expected = original_segmentation_loss(x1, x2, A, mask, 1.0, 3, uncollapsed)
+        torch.testing.assert_close(dropin(x1, x2, A, mask, 1.0, 3, 0, 0), expected, rtol=1e-5, atol=1e-6)
+
+
+def test_flip_fast_path_equals_grid_sample():
+    x = torch.rand(4, 3, 5, 6, dtype=torch.float64)
+    A = _flip_affines(4, torch.Generator().manual_seed(1))
+    grid = torch.nn.functional.affine_grid(A, list(x.shape), align_corners=True)
+    expected = torch.nn.functional.grid_sample(x, grid, align_corners=True)
+    torch.testing.assert_close(iic.losses.perform_affine_tf(x, A), expected, rtol=0, atol=1e-15)
+
+
+def test_sparse_translation_is_reproducible_and_integer():
+    x = torch.arange(2 * 1 * 6 * 6, dtype=torch.float64).view(2, 1, 6, 6)
+    out = iic.losses.random_translation_multiple(x, 1, 2, torch.Generator().manual_seed(5))
+    again = iic.losses.random_translation_multiple(x, 1, 2, torch.Generator().manual_seed(5))
+    torch.testing.assert_close(out, again)
+    shifts = [(ty, tx) for ty in (-2, -1, 1, 2) for tx in (-2, -1, 1, 2)
+              if torch.equal(out, torch.nn.functional.pad(x, (2, 2, 2, 2))[..., 2 + ty:8 + ty, 2 + tx:8 + tx])]
+    assert len(shifts) == 1
+
+
+@pytest.mark.parametrize("lamb", [1.0, 2.0])
+def test_clustering_dropin_matches_the_original(lamb):
+    g = torch.Generator().manual_seed(0)
+    z = torch.randn(16, 5, generator=g, dtype=torch.float64).softmax(1).requires_grad_(True)
+    zt = torch.randn(16, 5, generator=g, dtype=torch.float64).softmax(1).requires_grad_(True)
+    expected = original_clustering_loss(z, zt, lamb)
+    got = iic.IID_loss(z, zt, lamb)
+    torch.testing.assert_close(got, expected, rtol=1e-12, atol=1e-14)
+    torch.testing.assert_close(torch.autograd.grad(got[0], (z, zt)), torch.autograd.grad(expected[0], (z, zt)))
+    torch.testing.assert_close(iic.IID_loss(z, zt, lamb, EPS=1e-3), original_clustering_loss(z, zt, lamb, 1e-3))
+
+
+@pytest.mark.filterwarnings("ignore:iic_fast")
+@pytest.mark.parametrize("collapsed", [False, True])
+def test_every_impl_gives_the_same_joint(collapsed):
+    x1, x2 = random_maps(2, 3, 7, 6)
+    mask = random_mask(2, 7, 6)
+    joints = [iic.joint(x1, x2, 2, mask=mask, collapsed=collapsed, impl=impl) for impl in IMPLS]
+    for J in joints[1:]:
+        torch.testing.assert_close(J, joints[0], rtol=0, atol=1e-12)
+
+
+@pytest.mark.filterwarnings("ignore:iic_fast")
+def test_half_precision_inputs_accumulate_in_float32():
+    x1, x2 = random_maps(1, 3, 6, 6, dtype=torch.bfloat16)
+    assert iic.joint(x1, x2, 1, impl="fft").dtype == torch.float32
+    assert iic.segmentation_loss(x1, x2, d=1)[0].dtype == torch.float32
+
+
+BAD_CALLS = [
+    (lambda x, m: iic.joint(x[0], x, 1), "x1 must have shape"),
+    (lambda x, m: iic.joint(x, x[:, :2], 1), "x2 must have the shape"),
+    (lambda x, m: iic.joint(x, x.float(), 1), "dtype"),
+    (lambda x, m: iic.joint(x.long(), x.long(), 1), "floating"),
+    (lambda x, m: iic.joint(x, x, -1), "d must be"),
+    (lambda x, m: iic.joint(x, x, 99), "d must be"),
+    (lambda x, m: iic.joint(x, x, 1.5), "d must be an int"),
+    (lambda x, m: iic.joint(x, x, 1, mask=m[:, :3]), "mask must have shape"),
+    (lambda x, m: iic.joint(x, x, 1, impl="fast"), "impl must be"),
+    (lambda x, m: iic.segmentation_loss(x, x, d=1, mask=torch.zeros_like(m)), "zero mass"),
+    (lambda x, m: iic.segmentation_loss(x.clone().fill_(float("nan")), x, d=1), "non-finite"),
+    (lambda x, m: iic.segmentation_loss(x, x, d=6), "zero mass"),
+    (lambda x, m: iic.clustering_loss(x[:, :, 0, 0], x[:, :2, 0, 0]), "zt must match"),
+    (lambda x, m: iic.IID_segmentation_loss(x, x, None, m, 1.0), "half_T_side_dense"),
+    (lambda x, m: iic.IID_segmentation_loss(x, x, torch.zeros(2, 3), m, 1.0, 1), "all_affine2_to_1"),
+    (lambda x, m: iic.mi(torch.ones(2, 3)), "J must be"),
+]
+
+
+@pytest.mark.filterwarnings("ignore:iic_fast")
+@pytest.mark.parametrize("call,message", BAD_CALLS)
+def test_bad_input_gives_a_clear_error(call, message):
+    x1, _ = random_maps(2, 3, 6, 5)
+    with pytest.raises((ValueError, TypeError), match=message):
+        call(x1, random_mask(2, 6, 5))
+
+
+@pytest.mark.filterwarnings("ignore:iic_fast")
+def test_compiled_loss_matches_eager():
+    x1, x2 = random_maps(2, 3, 8, 7, dtype=torch.float32)
+    eager = iic.segmentation_loss(x1, x2, d=2)
+    compiled = torch.compile(lambda a, b: iic.segmentation_loss(a, b, d=2), fullgraph=True)(x1, x2)
+    torch.testing.assert_close(compiled, eager, rtol=1e-5, atol=1e-6)
