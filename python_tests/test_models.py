@@ -12,30 +12,33 @@ from iic_fast.models import MODELS, SegmentationHead, build
 
 torch.set_num_threads(max(1, min(2, torch.get_num_threads())))
 
+
+def two(c: int, s: int, a: int, b: int, sub: int = 1) -> dict:
+    return dict(in_channels=c, input_sz=s, output_k_A=a, output_k_B=b, num_sub_heads=sub)
+
+
+def one(c: int, s: int, k: int, sub: int = 1) -> dict:
+    return dict(in_channels=c, input_sz=s, output_k=k, num_sub_heads=sub)
+
+
 # (id, name, build kwargs) at the paper's input sizes (reference section 4 runs).
 PAPER = [
-    ("stl10", "ClusterNet5gTwoHead", dict(in_channels=2, input_sz=64, output_k_A=70, output_k_B=10, num_sub_heads=5)),
-    ("cifar10", "ClusterNet5gTwoHead", dict(in_channels=2, input_sz=32, output_k_A=70, output_k_B=10, num_sub_heads=5)),
-    ("stl10_iidplus", "ClusterNet5g", dict(in_channels=2, input_sz=64, output_k=140)),
-    ("mnist", "ClusterNet6cTwoHead", dict(in_channels=1, input_sz=24, output_k_A=50, output_k_B=10, num_sub_heads=5)),
-    ("cifar20_iidplus", "ClusterNet6c", dict(in_channels=5, input_sz=24, output_k=280)),
-    ("coco3", "SegmentationNet10aTwoHead", dict(in_channels=5, input_sz=128, output_k_A=15, output_k_B=3)),
-    ("coco3_iidplus", "SegmentationNet10a", dict(in_channels=5, input_sz=128, output_k=15)),
-    ("potsdam3", "SegmentationNet10aTwoHead", dict(in_channels=4, input_sz=200, output_k_A=24, output_k_B=3)),
+    ("stl10", "ClusterNet5gTwoHead", two(2, 64, 70, 10, 5)),
+    ("cifar10", "ClusterNet5gTwoHead", two(2, 32, 70, 10, 5)),
+    ("stl10_iidplus", "ClusterNet5g", one(2, 64, 140, 5)),
+    ("mnist", "ClusterNet6cTwoHead", two(1, 24, 50, 10, 5)),
+    ("cifar20_iidplus", "ClusterNet6c", one(5, 24, 280, 5)),
+    ("coco3", "SegmentationNet10aTwoHead", two(5, 128, 15, 3)),
+    ("coco3_iidplus", "SegmentationNet10a", one(5, 128, 15)),
+    ("potsdam3", "SegmentationNet10aTwoHead", two(4, 200, 24, 3)),
 ]
-
-
-def n_params(m: nn.Module) -> int:
-    return sum(p.numel() for p in m.parameters())
 
 
 def heads_of(name: str, kw: dict) -> dict:
     """Head name -> k; single-head models are called without ``head``."""
-    return {"A": kw["output_k_A"], "B": kw["output_k_B"]} if "TwoHead" in name else {None: kw["output_k"]}
-
-
-def run(model: nn.Module, x: torch.Tensor, head: str | None, **kw) -> list[torch.Tensor]:
-    return model(x, **kw) if head is None else model(x, head=head, **kw)
+    if "TwoHead" in name:
+        return {"A": kw["output_k_A"], "B": kw["output_k_B"]}
+    return {None: kw["output_k"]}
 
 
 def assert_simplex(t: torch.Tensor) -> None:
@@ -43,7 +46,6 @@ def assert_simplex(t: torch.Tensor) -> None:
     torch.testing.assert_close(t.sum(1), torch.ones_like(t.sum(1)), atol=1e-5, rtol=0)
 
 
-# ---------------------------------------------------------------- shapes and simplex outputs
 @pytest.mark.parametrize("cid,name,kw", PAPER, ids=[p[0] for p in PAPER])
 def test_paper_shapes_and_simplex(cid: str, name: str, kw: dict) -> None:
     """Every model at its paper input size returns a list of num_sub_heads probability tensors:
@@ -54,8 +56,8 @@ def test_paper_shapes_and_simplex(cid: str, name: str, kw: dict) -> None:
     x = torch.rand(2 if name.startswith("ClusterNet6c") else 1, kw["in_channels"], s, s)
     with torch.no_grad():
         for head, k in heads_of(name, kw).items():
-            outs = run(model, x, head)
-            assert isinstance(outs, list) and len(outs) == kw.get("num_sub_heads", 1)
+            outs = model(x) if head is None else model(x, head=head)
+            assert isinstance(outs, list) and len(outs) == kw["num_sub_heads"]
             for o in outs:
                 assert o.shape == ((x.shape[0], k, s, s) if seg else (x.shape[0], k))
                 assert_simplex(o)
@@ -63,16 +65,18 @@ def test_paper_shapes_and_simplex(cid: str, name: str, kw: dict) -> None:
 
 def test_trunk_output_sizes() -> None:
     """Spatial sizes stated by the reference: 5g 64->5, 32->3, 96->7; 6c 24->3, 64->8; 10a 128->60,
-    200->96 (and with the border ring the head map is 62 / 98)."""
+    200->96 (and with the border ring the head map is 62 / 98); 10a has 4,500,288 conv weights."""
     for name, sz, want in [("ClusterNet5g", 64, 5), ("ClusterNet5g", 32, 3), ("ClusterNet5g", 96, 7),
                            ("ClusterNet6c", 24, 3), ("ClusterNet6c", 64, 8),
                            ("SegmentationNet10a", 128, 60), ("SegmentationNet10a", 200, 96)]:
         assert build(name, in_channels=1, input_sz=sz, output_k=3).trunk.final_size == want, (name, sz)
     head = SegmentationHead(512, 3, border_ring=True)
     assert head(torch.zeros(1, 512, 96, 96))[0].shape == (1, 3, 98, 98)
+    # "about 4.5 M conv weights" in the 10a trunk: 9 * 500,032 = 4,500,288 at 5 input channels
+    trunk = build("SegmentationNet10a", in_channels=5, input_sz=128, output_k=3).trunk
+    assert sum(m.weight.numel() for m in trunk.modules() if isinstance(m, nn.Conv2d)) == 4_500_288
 
 
-# ---------------------------------------------------------------- parameter counts
 def base_a_params(c: int) -> int:
     """ResNet34 trunk: stem conv + BN, then [3, 4, 6, 3] basic blocks of 64..512 channels."""
     total, cin = 9 * c * 64 + 2 * 64, 64
@@ -88,15 +92,12 @@ def base_a_params(c: int) -> int:
 
 def vgg_params(c: int, widths: list[int], ksize: int) -> int:
     """conv (no bias) + BN per layer."""
-    total = 0
-    for w in widths:
-        total += ksize * ksize * c * w + 2 * w
-        c = w
-    return total
+    return sum(ksize * ksize * i * w + 2 * w for i, w in zip([c] + widths[:-1], widths))
 
 
 def expected_params(name: str, kw: dict) -> int:
-    ks, sub, c, s = heads_of(name, kw).values(), kw.get("num_sub_heads", 1), kw["in_channels"], kw["input_sz"]
+    ks, sub = heads_of(name, kw).values(), kw["num_sub_heads"]
+    c, s = kw["in_channels"], kw["input_sz"]
     if name.startswith("ClusterNet5g"):
         return base_a_params(c) + sub * sum(512 * k + k for k in ks)
     if name.startswith("ClusterNet6c"):
@@ -106,8 +107,8 @@ def expected_params(name: str, kw: dict) -> int:
 
 
 PINNED = {  # the same counts written out, so the docstring numbers are checked too
-    "stl10": 21_481_616, "cifar10": 21_481_616, "stl10_iidplus": 21_348_236, "mnist": 5_687_020,
-    "cifar20_iidplus": 5_601_240, "coco3": 4_512_960, "coco3_iidplus": 4_511_424, "potsdam3": 4_516_992,
+    "stl10": 21_481_616, "cifar10": 21_481_616, "stl10_iidplus": 21_635_516, "mnist": 5_687_020,
+    "cifar20_iidplus": 10_763_320, "coco3": 4_512_960, "coco3_iidplus": 4_511_424, "potsdam3": 4_516_992,
 }
 
 
@@ -115,27 +116,21 @@ PINNED = {  # the same counts written out, so the docstring numbers are checked 
 def test_param_counts(cid: str, name: str, kw: dict) -> None:
     """Counts from the layer arithmetic (running stats are buffers, not parameters):
     STL10 / CIFAR10 ClusterNet5gTwoHead (2 ch, 70/10, 5 sub-heads) 21,481,616;
-    STL10 ClusterNet5g (2 ch, k 140) 21,348,236; MNIST ClusterNet6cTwoHead (1 ch, 24, 50/10, 5 sub)
-    5,687,020; CIFAR100-20 ClusterNet6c (5 ch, 24, k 280) 5,601,240; COCO-3 SegmentationNet10aTwoHead
-    (5 ch, 15/3) 4,512,960; COCO-3 SegmentationNet10a (5 ch, k 15) 4,511,424; Potsdam-3
-    SegmentationNet10aTwoHead (4 ch, 24/3) 4,516,992."""
-    model = build(name, **kw)
-    assert n_params(model) == expected_params(name, kw) == PINNED[cid]
+    STL10 ClusterNet5g (2 ch, k 140, 5 sub) 21,635,516;
+    MNIST ClusterNet6cTwoHead (1 ch, 24, 50/10, 5 sub) 5,687,020;
+    CIFAR100-20 ClusterNet6c (5 ch, 24, k 280, 5 sub) 10,763,320;
+    COCO-3 SegmentationNet10aTwoHead (5 ch, 15/3) 4,512,960; SegmentationNet10a (5 ch, k 15) 4,511,424;
+    Potsdam-3 SegmentationNet10aTwoHead (4 ch, 24/3) 4,516,992."""
+    n = sum(p.numel() for p in build(name, **kw).parameters())
+    assert n == expected_params(name, kw) == PINNED[cid]
 
 
-def test_base_c_conv_weights() -> None:
-    """The reference says the 10a trunk has about 4.5 M conv weights: 9 * 500,032 = 4,500,288 at 5 ch."""
-    trunk = build("SegmentationNet10a", in_channels=5, input_sz=128, output_k=3).trunk
-    assert sum(m.weight.numel() for m in trunk.modules() if isinstance(m, nn.Conv2d)) == 4_500_288
-
-
-# ---------------------------------------------------------------- sub-heads, logits, ring
 @pytest.mark.parametrize("name,sz", [("ClusterNet6cTwoHead", 24), ("SegmentationNet10aTwoHead", 24)])
 def test_sub_heads_independent(name: str, sz: int) -> None:
     """Sub-heads have their own weights: changing sub-head 0 changes output 0 only, and the
     gradient of output 1 does not reach sub-head 0 nor head A."""
     torch.manual_seed(0)
-    model = build(name, in_channels=1, input_sz=sz, output_k_A=7, output_k_B=4, num_sub_heads=3).eval()
+    model = build(name, **two(1, sz, 7, 4, 3)).eval()
     x = torch.rand(2, 1, sz, sz)
     with torch.no_grad():
         before = model(x)
@@ -155,14 +150,12 @@ def test_sub_heads_independent(name: str, sz: int) -> None:
 def test_return_logits(name: str, sz: int) -> None:
     """Logits (constructor flag or forward kwarg) are consistent with the probability outputs."""
     torch.manual_seed(0)
-    model = build(name, in_channels=2, input_sz=sz, output_k=5, num_sub_heads=2).eval()
+    model = build(name, **one(2, sz, 5, 2)).eval()
     x = torch.rand(2, 2, sz, sz)
     with torch.no_grad():
         probs, logits = model(x), model(x, return_logits=True)
         flagged = copy.deepcopy(model)
-        for h in flagged.children():
-            if hasattr(h, "return_logits"):
-                h.return_logits = True
+        flagged.head.return_logits = True
         torch.testing.assert_close(flagged(x)[0], logits[0])
         torch.testing.assert_close(flagged(x, return_logits=False)[0], probs[0])
     assert logits[0].shape == probs[0].shape and not torch.allclose(logits[0], probs[0])
@@ -174,7 +167,7 @@ def test_return_logits(name: str, sz: int) -> None:
         torch.testing.assert_close(model.head(feats)[0], low.softmax(1))
         ref = F.interpolate(low.softmax(1), size=(sz, sz), mode="bilinear", align_corners=False)
         torch.testing.assert_close(probs[0], ref)
-    assert build(name, in_channels=2, input_sz=sz, output_k=5, return_logits=True).head.return_logits
+    assert build(name, **one(2, sz, 5), return_logits=True).head.return_logits
 
 
 def test_border_ring() -> None:
@@ -189,18 +182,17 @@ def test_border_ring() -> None:
     torch.testing.assert_close(p[..., 1:-1, 1:-1], F.conv2d(feats, head.heads[0][0].weight).softmax(1))
     x = torch.rand(1, 5, 128, 128)
     with torch.no_grad():
-        on = build("SegmentationNet10a", in_channels=5, input_sz=128, output_k=6, border_ring=True).eval()(x)[0]
-        off = build("SegmentationNet10a", in_channels=5, input_sz=128, output_k=6).eval()(x)[0]
+        on = build("SegmentationNet10a", **one(5, 128, 6), border_ring=True).eval()(x)[0]
+        off = build("SegmentationNet10a", **one(5, 128, 6)).eval()(x)[0]
     assert torch.equal(on[0, :, 0, 0], torch.full((6,), 1 / 6))
     assert not torch.allclose(off[0, :, 0, 0], torch.full((6,), 1 / 6))
 
 
-# ---------------------------------------------------------------- init, batchnorm, state_dict
 def test_original_init() -> None:
     """conv kaiming normal (fan_out for base A, fan_in for VGG bases), BN 1/0, Linear N(0, 0.01)."""
     torch.manual_seed(0)
-    a = build("ClusterNet5g", in_channels=2, input_sz=32, output_k=70)
-    b = build("ClusterNet6c", in_channels=5, input_sz=24, output_k=50)
+    a = build("ClusterNet5g", **one(2, 32, 70))
+    b = build("ClusterNet6c", **one(5, 24, 50))
     ds = a.trunk.layer2[0].downsample[0].weight  # 1x1, 64 -> 128: fan_in 64, fan_out 128
     assert abs(ds.std().item() / (2 / 128) ** 0.5 - 1) < 0.05
     w0 = b.trunk.features[0].weight  # 5x5, 5 -> 64: fan_in 125, fan_out 1600
@@ -215,8 +207,7 @@ def test_original_init() -> None:
 @pytest.mark.parametrize("track", [True, False])
 def test_batchnorm_track(track: bool) -> None:
     """batchnorm_track sets track_running_stats on every BatchNorm."""
-    model = build("SegmentationNet10aTwoHead", in_channels=4, input_sz=24, output_k_A=5, output_k_B=3,
-                  batchnorm_track=track)
+    model = build("SegmentationNet10aTwoHead", **two(4, 24, 5, 3), batchnorm_track=track)
     bns = [m for m in model.modules() if isinstance(m, nn.BatchNorm2d)]
     assert len(bns) == 6 and all(m.track_running_stats == track for m in bns)
     assert all((m.running_mean is not None) == track for m in bns)
@@ -224,24 +215,23 @@ def test_batchnorm_track(track: bool) -> None:
 
 def test_state_dict_keys_match_original() -> None:
     """Keys follow xu-ji/IIC's modules, so its released checkpoints load."""
-    five = build("ClusterNet5gTwoHead", in_channels=2, input_sz=64, output_k_A=70, output_k_B=10).state_dict()
-    ten = build("SegmentationNet10a", in_channels=5, input_sz=128, output_k=15).state_dict()
+    five = build("ClusterNet5gTwoHead", **two(2, 64, 70, 10)).state_dict()
+    ten = build("SegmentationNet10a", **one(5, 128, 15)).state_dict()
     for key in ["trunk.conv1.weight", "trunk.bn1.running_var", "trunk.layer2.0.downsample.0.weight",
                 "trunk.layer4.2.bn2.bias", "head_A.heads.0.0.weight", "head_B.heads.0.0.bias"]:
         assert key in five, key
     assert "trunk.layer1.0.downsample.0.weight" not in five
-    for key in ["trunk.features.0.weight", "trunk.features.1.running_mean", "trunk.features.16.weight", "trunk.features.17.running_var",
-                "head.heads.0.0.weight"]:
+    for key in ["trunk.features.0.weight", "trunk.features.1.running_mean", "trunk.features.16.weight",
+                "trunk.features.17.running_var", "head.heads.0.0.weight"]:
         assert key in ten, key
 
 
-# ---------------------------------------------------------------- memory format, autocast, compile
 @pytest.mark.parametrize("name,sz", [("ClusterNet5gTwoHead", 32), ("ClusterNet6cTwoHead", 24),
                                      ("SegmentationNet10aTwoHead", 32)])
 def test_channels_last(name: str, sz: int) -> None:
     """A channels_last model on channels_last input gives the same outputs."""
     torch.manual_seed(0)
-    model = build(name, in_channels=3, input_sz=sz, output_k_A=8, output_k_B=4, num_sub_heads=2).eval()
+    model = build(name, **two(3, sz, 8, 4, 2)).eval()
     cl = copy.deepcopy(model).to(memory_format=torch.channels_last)
     x = torch.rand(1, 3, sz, sz)
     with torch.no_grad():  # head A only: head B runs the same code
@@ -254,7 +244,7 @@ def test_bf16_autocast_cpu(name: str, sz: int) -> None:
     """Under CPU bf16 autocast the net computes in bf16 (logits are bf16) but probabilities come
     out float32, on the simplex and close to the fp32 result."""
     torch.manual_seed(0)
-    model = build(name, in_channels=2, input_sz=sz, output_k_A=8, output_k_B=4).eval()
+    model = build(name, **two(2, sz, 8, 4)).eval()
     x = torch.rand(1, 2, sz, sz)
     with torch.no_grad():
         ref = model(x)[0]
@@ -269,7 +259,7 @@ def test_compile_fullgraph() -> None:
     """torch.compile traces each model in one graph (aot_eager: fast, no C++ compiler needed)."""
     torch.manual_seed(0)
     for name, sz in [("ClusterNet6cTwoHead", 24), ("SegmentationNet10aTwoHead", 24)]:
-        model = build(name, in_channels=1, input_sz=sz, output_k_A=6, output_k_B=3, num_sub_heads=2).eval()
+        model = build(name, **two(1, sz, 6, 3, 2)).eval()
         x = torch.rand(2, 1, sz, sz)
         torch._dynamo.reset()
         compiled = torch.compile(model, backend="aot_eager", fullgraph=True)
@@ -282,7 +272,7 @@ def test_compile_fullgraph() -> None:
 def test_compile_inductor() -> None:
     """The default (inductor) backend compiles ClusterNet6c and matches eager (~30 s on 2 cores)."""
     torch.manual_seed(0)
-    model = build("ClusterNet6c", in_channels=1, input_sz=24, output_k=10).eval()
+    model = build("ClusterNet6c", **one(1, 24, 10)).eval()
     x = torch.rand(2, 1, 24, 24)
     torch._dynamo.reset()
     with torch.no_grad():
@@ -292,38 +282,33 @@ def test_compile_inductor() -> None:
 def test_train_step_updates_everything() -> None:
     """One backward through head B reaches every trunk parameter and head B, not head A."""
     torch.manual_seed(0)
-    model = build("ClusterNet5gTwoHead", in_channels=2, input_sz=32, output_k_A=7, output_k_B=3).train()
+    model = build("ClusterNet5gTwoHead", **two(2, 32, 7, 3)).train()
     out = model(torch.rand(2, 2, 32, 32), head="B")[0]
     (out * torch.log(out)).sum().backward()
     assert all(p.grad is not None and torch.isfinite(p.grad).all() for p in model.trunk.parameters())
     assert all(p.grad is None for p in model.head_A.parameters())
 
 
-# ---------------------------------------------------------------- factory and input errors
-def test_build_errors() -> None:
-    """Clear ValueErrors: unknown name lists the choices; missing/misplaced arguments are named."""
+def test_errors() -> None:
+    """Clear ValueErrors: unknown name lists the choices; missing/misplaced arguments are named;
+    bad head names and inputs of the wrong size or channel count are rejected."""
     with pytest.raises(ValueError) as e:
         build("ResNet50", in_channels=3, input_sz=32, output_k=10)
-    assert all(n in str(e.value) for n in MODELS) and len(MODELS) == 6
-    with pytest.raises(ValueError, match="in_channels"):
-        build("ClusterNet5g", input_sz=32, output_k=10)
-    with pytest.raises(ValueError, match="input_sz"):
-        build("ClusterNet5g", in_channels=2, output_k=10)
-    with pytest.raises(ValueError, match="output_k_B"):
-        build("ClusterNet6cTwoHead", in_channels=1, input_sz=24, output_k_A=50)
-    with pytest.raises(ValueError, match="output_k"):
-        build("SegmentationNet10a", in_channels=1, input_sz=24)
-    with pytest.raises(ValueError, match="output_k_A"):
-        build("ClusterNet6c", in_channels=1, input_sz=24, output_k=10, output_k_A=5)
-    with pytest.raises(ValueError, match="border_ring"):
-        build("ClusterNet6c", in_channels=1, input_sz=24, output_k=10, border_ring=True)
-    with pytest.raises(ValueError, match="even"):
-        build("SegmentationNet10a", in_channels=1, input_sz=25, output_k=3)
-
-
-def test_forward_errors() -> None:
-    """Bad head names and inputs of the wrong size or channel count raise ValueError."""
-    model = build("ClusterNet6cTwoHead", in_channels=1, input_sz=24, output_k_A=5, output_k_B=3).eval()
+    paper = ["ClusterNet5g", "ClusterNet5gTwoHead", "ClusterNet6c", "ClusterNet6cTwoHead",
+             "SegmentationNet10a", "SegmentationNet10aTwoHead"]
+    assert all(n in MODELS and n in str(e.value) for n in paper)
+    for match, name, kw in [
+        ("in_channels", "ClusterNet5g", dict(input_sz=32, output_k=10)),
+        ("input_sz", "ClusterNet5g", dict(in_channels=2, output_k=10)),
+        ("output_k_B", "ClusterNet6cTwoHead", dict(in_channels=1, input_sz=24, output_k_A=50)),
+        ("output_k", "SegmentationNet10a", dict(in_channels=1, input_sz=24)),
+        ("output_k_A", "ClusterNet6c", dict(one(1, 24, 10), output_k_A=5)),
+        ("border_ring", "ClusterNet6c", dict(one(1, 24, 10), border_ring=True)),
+        ("even", "SegmentationNet10a", one(1, 25, 3)),
+    ]:
+        with pytest.raises(ValueError, match=match):
+            build(name, **kw)
+    model = build("ClusterNet6cTwoHead", **two(1, 24, 5, 3)).eval()
     with pytest.raises(ValueError, match="head"):
         model(torch.rand(1, 1, 24, 24), head="C")
     with pytest.raises(ValueError, match="24x24"):

@@ -21,7 +21,8 @@ def conv_bn_relu(in_ch: int, out_ch: int, *, kernel: int, padding: int, dilation
     """[Conv2d(bias=False), BatchNorm2d, ReLU] as a list, to be spliced into a ``nn.Sequential``.
 
     A list rather than a ``Sequential`` keeps the original's flat ``features.<i>`` key layout.
-    Shapes: (n, in_ch, H, W) -> (n, out_ch, H', W') with H' = conv_out_size(H, kernel, 1, padding, dilation).
+    Shapes: (n, in_ch, H, W) -> (n, out_ch, H', W'),
+    H' = conv_out_size(H, kernel, 1, padding, dilation).
     """
     return [
         nn.Conv2d(in_ch, out_ch, kernel_size=kernel, stride=1, padding=padding, dilation=dilation,

@@ -131,36 +131,42 @@ class TwoHeadNet(IICNet):
         raise ValueError(f"head must be 'A' or 'B', got {head!r}")
 
 
-def _doc(base: str, role: str) -> str:
-    return f"{role} on base {base}. See ``iic_fast.models.nets`` for the output contract."
+_CLU = "(n, in_channels, input_sz, input_sz) -> list of num_sub_heads (n, k) probabilities"
+_SEG = "(n, in_channels, H, W), H and W even -> list of num_sub_heads (n, k, H, W) probabilities"
+
+
+def _doc(base: str, role: str, shapes: str | None = None) -> str:
+    """Class docstring from the base, the role and (optionally) the input -> output shapes."""
+    return f"{role} on base {base}." + (f"\n\nShapes: {shapes}." if shapes else "")
 
 
 class ClusterNet5g(SingleHeadNet):
-    __doc__ = _doc("A (ResNet34-like)", "Single-head clustering net")
+    __doc__ = _doc("A (ResNet34-like)", "Single-head clustering net", _CLU)
     family = FAMILY_A
 
 
 class ClusterNet5gTwoHead(TwoHeadNet):
-    __doc__ = _doc("A (ResNet34-like)", "Two-head clustering net (STL10, CIFAR)")
+    __doc__ = _doc("A (ResNet34-like)", "Two-head clustering net (STL10, CIFAR)", _CLU)
     family = FAMILY_A
 
 
 class ClusterNet6c(SingleHeadNet):
-    __doc__ = _doc("B (4 conv 5x5 VGG-like)", "Single-head clustering net")
+    __doc__ = _doc("B (4 conv 5x5 VGG-like)", "Single-head clustering net", _CLU)
     family = FAMILY_B
 
 
 class ClusterNet6cTwoHead(TwoHeadNet):
-    __doc__ = _doc("B (4 conv 5x5 VGG-like)", "Two-head clustering net (MNIST)")
+    __doc__ = _doc("B (4 conv 5x5 VGG-like)", "Two-head clustering net (MNIST)", _CLU)
     family = FAMILY_B
 
 
 class SegmentationNet10a(SingleHeadNet):
-    __doc__ = _doc("C (6 conv VGG-like, dilated)", "Single-head segmentation net; option border_ring")
+    __doc__ = _doc("C (6 conv VGG-like, dilated)", "Single-head segmentation net (border_ring option)",
+                   _SEG)
     family = FAMILY_C
 
 
 class SegmentationNet10aTwoHead(TwoHeadNet):
     __doc__ = _doc("C (6 conv VGG-like, dilated)",
-                   "Two-head segmentation net (COCO-Stuff, Potsdam); option border_ring")
+                   "Two-head segmentation net (COCO-Stuff, Potsdam; border_ring option)", _SEG)
     family = FAMILY_C

@@ -1,0 +1,97 @@
+"""The compiled ops as PyTorch sees them: built, opcheck, autograd, torch.compile, dispatch by impl."""
+import os
+import shutil
+
+import pytest
+import torch
+
+import iic_fast as iic
+from iic_fast import ops, reference
+from oracle import random_mask, random_maps
+
+DEVICES = ["cpu"] + [pytest.param("cuda", marks=pytest.mark.cuda)] * torch.cuda.is_available()
+needs_kernels = pytest.mark.skipif(not iic.has_kernels("cpu") and os.environ.get("IIC_FAST_ALLOW_NO_EXTENSION") == "1",
+                                   reason="IIC_FAST_ALLOW_NO_EXTENSION=1 and the extension is not built")
+
+
+def test_extension_is_built_with_cuda_when_possible():
+    if os.environ.get("IIC_FAST_ALLOW_NO_EXTENSION") == "1":
+        pytest.skip("IIC_FAST_ALLOW_NO_EXTENSION=1")
+    info = iic.build_info()
+    assert info["loaded"], info
+    assert iic.has_kernels("cpu")
+    if torch.version.cuda and shutil.which("nvcc") and os.environ.get("IIC_FAST_CUDA") != "0":
+        assert info["cuda"] and iic.has_kernels("cuda") == info["cuda"], info
+
+
+def _samples(device):
+    for n, k, H, W, d, collapsed in [(2, 3, 5, 4, 1, False), (1, 4, 6, 6, 2, True), (2, 1, 3, 5, 0, False)]:
+        x1, x2 = random_maps(n, k, H, W, device=device)
+        yield x1, x2, d, collapsed
+
+
+@needs_kernels
+@pytest.mark.parametrize("device", DEVICES)
+def test_opcheck(device):
+    for x1, x2, d, collapsed in _samples(device):
+        J = torch.ops.iic_fast.joint(x1, x2, d, collapsed)
+        torch.library.opcheck(torch.ops.iic_fast.joint.default, (x1.requires_grad_(), x2.requires_grad_(), d,
+                                                                 collapsed))
+        torch.library.opcheck(torch.ops.iic_fast.joint_backward.default, (torch.rand_like(J), x1.detach(),
+                                                                          x2.detach(), d, collapsed))
+        torch.library.opcheck(torch.ops.iic_fast.mi.default, (J.detach().requires_grad_(), 1.5, collapsed))
+
+
+@needs_kernels
+@pytest.mark.parametrize("device", DEVICES)
+def test_gradcheck_through_the_kernel_ops(device):
+    x1, x2 = (x.requires_grad_(True) for x in random_maps(2, 3, 5, 6, device=device))
+    mask = random_mask(2, 5, 6, device=device)
+    # the uncollapsed loss is a true function of its inputs (its normaliser is differentiated)
+    assert torch.autograd.gradcheck(lambda a, b: iic.segmentation_loss(a, b, d=2, mask=mask, impl="kernel"),
+                                    (x1, x2))
+    assert torch.autograd.gradcheck(lambda a, b: iic.joint(a, b, 2, collapsed=True, impl="kernel"), (x1, x2))
+
+
+@needs_kernels
+@pytest.mark.parametrize("device", DEVICES)
+@pytest.mark.parametrize("collapsed", [False, True])
+def test_kernel_loss_and_gradients_match_the_reference(device, collapsed):
+    x1, x2 = (x.requires_grad_(True) for x in random_maps(3, 5, 9, 7, device=device))
+    mask = random_mask(3, 9, 7, device=device)
+    results = []
+    for impl in ("kernel", "reference"):
+        loss = iic.segmentation_loss(x1, x2, d=3, lamb=1.5, mask=mask, collapsed=collapsed, impl=impl)
+        results.append((loss, torch.autograd.grad(loss[0] + 0.5 * loss[1], (x1, x2))))
+    torch.testing.assert_close(results[0], results[1], rtol=1e-9, atol=1e-12)
+
+
+@needs_kernels
+@pytest.mark.filterwarnings("ignore:Torchinductor does not support")
+@pytest.mark.parametrize("collapsed", [False, True])
+def test_torch_compile_fullgraph_matches_eager(collapsed):
+    x1, x2 = (x.requires_grad_(True) for x in random_maps(2, 3, 8, 7, dtype=torch.float32))
+
+    def step(a, b):
+        loss, loss_no_lamb = iic.segmentation_loss(a, b, d=2, collapsed=collapsed, impl="kernel")
+        return loss, loss_no_lamb, torch.autograd.grad(loss, (a, b))
+
+    torch.testing.assert_close(torch.compile(step, fullgraph=True)(x1, x2), step(x1, x2), rtol=1e-5, atol=1e-6)
+
+
+@needs_kernels
+def test_auto_picks_by_the_cost_model():
+    x = torch.rand(1, 2, 30, 30)
+    assert ops.choose_impl(x, 10, collapsed=True) == "kernel"
+    assert ops.choose_impl(x, 1, collapsed=False) == "kernel"
+    assert ops.choose_impl(x, 10, collapsed=False) == ("kernel" if 21 ** 2 <= ops.DIRECT_MAX_SHIFTS["cpu"] else "fft")
+    assert ops.choose_impl(x, 10, collapsed=False, impl="reference") == "reference"
+
+
+def test_missing_kernels_fall_back_with_one_warning(monkeypatch):
+    monkeypatch.setattr(ops, "has_kernels", lambda device: False)
+    monkeypatch.setattr(iic._extension, "_warned", set())
+    x1, x2 = random_maps(1, 3, 6, 6)
+    with pytest.warns(UserWarning, match="no compiled kernels"):
+        J = iic.joint(x1, x2, 1, impl="kernel")
+    torch.testing.assert_close(J, reference.joint_conv(x1, x2, 1))
