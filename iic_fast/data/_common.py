@@ -3,7 +3,7 @@ list files, per-sample seeded RNG and pad-and-crop on numpy arrays (CPU, worker 
 from __future__ import annotations
 
 import os
-from typing import Callable, Iterable, Sequence, TypeVar
+from typing import Callable, Sequence, TypeVar
 
 import numpy as np
 
@@ -117,6 +117,3 @@ class EpochMixin:
     def set_epoch(self, epoch: int) -> None:
         self.epoch = int(epoch)
 
-
-def flatten(lists: Iterable[Iterable[T]]) -> list[T]:
-    return [x for sub in lists for x in sub]

@@ -161,7 +161,7 @@ def _read_idx(path: str) -> np.ndarray:
         off = 4 + 4 * ndim
         if len(raw) - off != int(np.prod(dims)):
             raise ValueError(f"{len(raw) - off} data bytes for dims {dims}")
-        return np.frombuffer(raw, dtype=np.uint8, offset=off).reshape(dims)
+        return np.frombuffer(raw, dtype=np.uint8, offset=off).reshape(dims).copy()  # writable
 
     return guarded("MNIST", path, MNIST_LAYOUT, read)
 

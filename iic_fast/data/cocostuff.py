@@ -127,7 +127,7 @@ class CocoStuff(EpochMixin, Dataset):
 
         def read_img() -> np.ndarray:
             with Image.open(ipath) as im:
-                return np.asarray(im.convert("RGB"))
+                return np.array(im.convert("RGB"))  # writable copy for torch
 
         def read_label() -> np.ndarray:
             with Image.open(lpath) as im:

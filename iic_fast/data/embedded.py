@@ -99,6 +99,14 @@ def textures3(
     return torch.from_numpy(images), torch.from_numpy(labels)
 
 
+@lru_cache(maxsize=1)
+def _digits_arrays() -> tuple[np.ndarray, np.ndarray]:
+    from sklearn.datasets import load_digits  # bundled with scikit-learn, no download
+
+    d = load_digits()
+    return d.images, d.target
+
+
 def digits(split: str = "train", seed: int = 0, test_fraction: float = 0.25) -> tuple[torch.Tensor, torch.Tensor]:
     """scikit-learn's 8x8 digits with a seeded, stratified split.
 
@@ -110,18 +118,17 @@ def digits(split: str = "train", seed: int = 0, test_fraction: float = 0.25) -> 
     Returns:
         images float32 (N, 1, 8, 8) in [0, 1] (pixel values / 16); labels int64 (N,) in 0..9.
     """
-    from sklearn.datasets import load_digits  # lazy: only Digits needs scikit-learn
-    from sklearn.model_selection import train_test_split
+    from sklearn.model_selection import train_test_split  # lazy: only Digits needs scikit-learn
 
-    d = load_digits()
-    x = torch.from_numpy((d.images / 16.0).astype(np.float32))[:, None]
-    y = torch.from_numpy(d.target.astype(np.int64))
+    images, target = _digits_arrays()
+    x = torch.from_numpy((images / 16.0).astype(np.float32))[:, None]
+    y = torch.from_numpy(target.astype(np.int64))
     if split == "all":
         return x, y
     if split not in ("train", "test"):
         raise ValueError(f"split must be 'train', 'test' or 'all', got {split!r}")
     idx_tr, idx_te = train_test_split(
-        np.arange(len(y)), test_size=test_fraction, random_state=seed, stratify=d.target
+        np.arange(len(y)), test_size=test_fraction, random_state=seed, stratify=target
     )
     idx = torch.from_numpy(np.sort(idx_tr if split == "train" else idx_te))
     return x[idx], y[idx]

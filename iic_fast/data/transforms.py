@@ -62,32 +62,21 @@ def sobel_process(x: Tensor, colour_channels: int = 3, include_rgb: bool = True)
 
 
 # ------------------------------------------------------------------ colour jitter
-def _rgb_to_hsv(x: Tensor) -> Tensor:
-    r, g, b = x.unbind(1)
-    maxc, minc = x.max(1).values, x.min(1).values
-    cr = maxc - minc
-    flat = cr == 0
-    s = cr / torch.where(maxc == 0, torch.ones_like(maxc), maxc)
-    crd = torch.where(flat, torch.ones_like(cr), cr)
-    rc, gc, bc = (maxc - r) / crd, (maxc - g) / crd, (maxc - b) / crd
-    h = torch.where(maxc == r, bc - gc, torch.where(maxc == g, 2.0 + rc - bc, 4.0 + gc - rc))
-    h = torch.where(flat, torch.zeros_like(h), h)
-    return torch.stack((torch.remainder(h / 6.0, 1.0), s, maxc), 1)
-
-
-def _hsv_to_rgb(x: Tensor) -> Tensor:
-    h, s, v = x.unbind(1)
-    # closed form: c_n = v - v s clamp(min(k, 4 - k), 0, 1), k = (n + 6h) mod 6, n = 5, 3, 1
-    n = torch.tensor((5.0, 3.0, 1.0), dtype=x.dtype, device=x.device).view(1, 3, 1, 1)
-    k = torch.remainder(n + 6.0 * h.unsqueeze(1), 6.0)
-    return v.unsqueeze(1) - (v * s).unsqueeze(1) * torch.clamp(torch.minimum(k, 4.0 - k), 0.0, 1.0)
-
-
 def adjust_hue(x: Tensor, shift: Tensor) -> Tensor:
-    """(n, 3, H, W) RGB, shift (n,) in [-0.5, 0.5] of a full turn -> hue-rotated RGB (HSV model)."""
-    hsv = _rgb_to_hsv(x)
-    h = torch.remainder(hsv[:, 0] + shift.view(-1, 1, 1), 1.0)
-    return _hsv_to_rgb(torch.stack((h, hsv[:, 1], hsv[:, 2]), 1))
+    """(n, 3, H, W) RGB in [0, 1], shift (n,) in [-0.5, 0.5] of a turn -> hue-rotated RGB.
+
+    Exact HSV hue rotation (as PIL/torchvision) without materialising HSV: with v = max,
+    C = max - min and h6 = 6 h, channel c_j = v - C clamp(min(k, 4 - k), 0, 1), k = (j + h6) mod 6
+    for j = 5, 3, 1 (R, G, B)."""
+    r, g, b = x.unbind(1)
+    v, m = x.amax(1), x.amin(1)
+    c = v - m
+    cs = torch.where(c > 0, c, torch.ones_like(c))
+    h6 = torch.where(v == r, (g - b) / cs, torch.where(v == g, 2.0 + (b - r) / cs, 4.0 + (r - g) / cs))
+    h6 = h6 + 6.0 * shift.view(-1, 1, 1)
+    j = torch.tensor((5.0, 3.0, 1.0), dtype=x.dtype, device=x.device).view(1, 3, 1, 1)
+    k = torch.remainder(j + h6.unsqueeze(1), 6.0)
+    return v.unsqueeze(1) - c.unsqueeze(1) * torch.clamp(torch.minimum(k, 4.0 - k), 0.0, 1.0)
 
 
 def _blend(x: Tensor, f: Tensor, degenerate: Tensor) -> Tensor:
@@ -129,40 +118,66 @@ def jitter_params(
     return p
 
 
+_CPU_CHUNK_BYTES = 1 << 21  # ~2 MB per chunk keeps the CPU passes in cache
+
+
 def color_jitter(
     x: Tensor, brightness: float = 0.4, contrast: float = 0.4, saturation: float = 0.4, hue: float = 0.125,
     *, generator: torch.Generator | None = None, params: dict[str, Tensor] | None = None,
 ) -> Tensor:
-    """Per-sample colour jitter of (n, 3 or 1, H, W) images in [0, 1], ops in a random order per
-    sample (as torchvision's ColorJitter); saturation and hue do nothing on 1-channel images (as
-    PIL on 'L'). Each op clamps to [0, 1]. Pass ``params`` from ``jitter_params`` to reuse draws."""
+    """Per-sample colour jitter of (n, 3 or 1, H, W) images in [0, 1] -> same shape, new tensor.
+
+    torchvision ColorJitter semantics: per-sample factors and a random order of the four ops,
+    each op clamped to [0, 1]; saturation and hue do nothing on 1-channel images (as PIL on 'L').
+    Pass ``params`` from ``jitter_params`` to reuse draws. On CPU the batch is processed in
+    cache-sized chunks (results do not depend on the chunking)."""
     n, c = x.shape[:2]
     if c not in (1, 3):
         raise ValueError(f"color_jitter takes 1 or 3 channels, got {c}")
     p = params if params is not None else jitter_params(n, brightness, contrast, saturation, hue, generator)
+    p = {k: v.cpu() for k, v in p.items()}
+    if x.device.type == "cpu" and n > 1:
+        per = max(1, _CPU_CHUNK_BYTES // max(1, x[0].numel() * x.element_size()))
+        if per < n:
+            return torch.cat([_jitter(x[i : i + per], {k: v[i : i + per] for k, v in p.items()})
+                              for i in range(0, n, per)])
+    return _jitter(x, p)
+
+
+def _jitter(x: Tensor, p: dict[str, Tensor]) -> Tensor:
+    n, c, h, w = x.shape
     dev, dt = x.device, x.dtype
-    f = {k: p[k].to(dev, dt, non_blocking=True) for k in ("brightness", "contrast", "saturation")}
-    hue_shift = p["hue"].to(dev, dt, non_blocking=True)
-    order = p["order"]  # CPU: which samples run hue in which round is known without a sync
-    onehot = F.one_hot(order, 4).to(dev, dt, non_blocking=True)  # (n, round, op)
+    order = p["order"]  # on CPU: which op runs in which round is known without a device sync
+    onehot = F.one_hot(order, 4).to(torch.float64)  # (n, round, op)
+    fb, fc, fs = (p[k].double() for k in ("brightness", "contrast", "saturation"))
+    luma = torch.tensor(_LUMA, dtype=torch.float64) if c == 3 else torch.ones(1, dtype=torch.float64)
+    luma_d = luma.to(dev, dt)
+    eye = torch.eye(c, dtype=torch.float64)
     do_hue = c == 3 and bool((p["hue"] != 0).any())
+    y = x.reshape(n, c, h * w)
+    owned = False
     for k in range(4):
-        sel = onehot[:, k].unbind(1)  # (n,) per op: brightness, contrast, saturation, hue
-        # brightness / contrast / saturation are blends x -> f x + (1 - f) d; fold the round's
-        # active one into a single blend (factor 1 = identity for the other samples)
-        fk = 1.0 + sel[0] * (f["brightness"] - 1.0) + sel[1] * (f["contrast"] - 1.0)
-        grey = rgb_to_grey(x)
-        deg = sel[1].view(-1, 1, 1, 1) * grey.mean((1, 2, 3), keepdim=True)
-        if c == 3:  # saturation does nothing on grey images (as PIL on 'L')
-            fk = fk + sel[2] * (f["saturation"] - 1.0)
-            deg = deg + sel[2].view(-1, 1, 1, 1) * grey
-        x = _blend(x, fk, deg)
+        sb, sc, ss = onehot[:, k, 0], onehot[:, k, 1], onehot[:, k, 2] * (c == 3)
+        if bool((sb + sc + ss).any()):
+            # brightness, contrast and saturation are per-sample affine colour maps
+            # x -> M x + o: one batched 3x3 product per round instead of many passes
+            scale = 1.0 + sb * (fb - 1.0) + sc * (fc - 1.0) + ss * (fs - 1.0)
+            M = scale.view(-1, 1, 1) * eye + (ss * (1.0 - fs)).view(-1, 1, 1) * luma.view(1, 1, -1)
+            o = torch.zeros(n, c, 1, dtype=dt, device=dev)
+            if bool(sc.any()):  # contrast blends with the current mean grey level
+                mean_grey = (y.mean(2) * luma_d).sum(1)
+                o = o + ((sc * (1.0 - fc)).to(dev, dt) * mean_grey).view(-1, 1, 1)
+            y = torch.baddbmm(o, M.to(dev, dt), y).clamp_(0.0, 1.0)
+            owned = True
         if do_hue:
             idx = (order[:, k] == 3).nonzero().flatten()
             if len(idx):
-                idx_d = idx.to(dev, non_blocking=True)
-                x = x.index_copy(0, idx_d, adjust_hue(x.index_select(0, idx_d), hue_shift.index_select(0, idx_d)))
-    return x
+                if not owned:  # never write into the caller's tensor
+                    y, owned = y.clone(), True
+                idx_d = idx.to(dev)
+                sub = y.index_select(0, idx_d).view(-1, 3, h, w)
+                y.index_copy_(0, idx_d, adjust_hue(sub, p["hue"][idx].to(dev, dt)).view(-1, 3, h * w))
+    return (y if owned else y.clone()).view(n, c, h, w)
 
 
 # ------------------------------------------------------------------ geometry
