@@ -16,7 +16,7 @@ IMPLS = ("auto", "kernel", "fft", "reference")
 
 # The direct kernel costs ~2 T^2 k^2 flops per pixel, the FFT a T-independent amount: above this many shifts
 # `auto` picks the FFT for uncollapsed joints. Measured with benchmarks/bench_loss.py (see the README table).
-DIRECT_MAX_SHIFTS = {"cpu": 49, "cuda": 10**6}
+DIRECT_MAX_SHIFTS = {"cpu": 49, "cuda": 9}
 
 
 if HAS_OPS:
