@@ -43,7 +43,7 @@ from torch.utils.cpp_extension import BuildExtension, CppExtension, CUDAExtensio
 
 debug = os.environ.get("DEBUG", "0") == "1"
 cxx_flags = ["-O0", "-g"] if debug else ["-O3", "-g0"]
-cxx_flags += ["-std=c++17", "-fdiagnostics-color=always"]
+cxx_flags += ["-fdiagnostics-color=always"]  # the C++ standard is the one torch asks for
 openmp = "OpenMP" in torch.__config__.parallel_info() and sys.platform != "darwin"
 if openmp:  # at::parallel_for is serial unless the unit is compiled with OpenMP
     cxx_flags += ["-fopenmp", "-DAT_PARALLEL_OPENMP=1"]
@@ -58,7 +58,7 @@ if with_cuda:
     site = sysconfig.get_paths()["purelib"]
     include_dirs += [p for p in glob.glob(os.path.join(site, "nvidia", "*", "include")) if os.path.isdir(p)]
     nvcc_flags = ["-O0", "-g", "-G"] if debug else ["-O3", "-lineinfo"]
-    nvcc_flags += ["-std=c++17", "--expt-relaxed-constexpr"]
+    nvcc_flags += ["--expt-relaxed-constexpr"]
     extension = CUDAExtension(
         "iic_fast._C", sources, define_macros=macros, include_dirs=include_dirs,
         extra_compile_args={"cxx": cxx_flags, "nvcc": nvcc_flags},

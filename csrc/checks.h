@@ -52,4 +52,10 @@ inline void check_mi_input(const at::Tensor& joint, c10::DeviceType device) {
               " device, got ", joint.device());
 }
 
+// Any tensor argument that must hold floating values; `name` is the argument's name in the op schema.
+inline void check_floating(const at::Tensor& t, const char* name) {
+  TORCH_CHECK(at::isFloatingType(t.scalar_type()), "iic_fast: ", name, " must be floating point, got ",
+              t.scalar_type());
+}
+
 }  // namespace iic_fast

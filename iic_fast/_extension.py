@@ -19,16 +19,15 @@ except (ImportError, OSError) as error:  # not built, or built against another t
     HAS_OPS = False
     LOAD_ERROR = error
 
-_DISPATCH_KEYS = {"cpu": "CPU", "cuda": "CUDA"}
+# Looked up once at import: a plain dict keeps has_kernels traceable by torch.compile.
+_KERNELS = {device: HAS_OPS and torch._C._dispatch_has_kernel_for_dispatch_key("iic_fast::joint", key)
+            for device, key in (("cpu", "CPU"), ("cuda", "CUDA"))}
 _warned = set()
 
 
 def has_kernels(device: Union[str, torch.device] = "cpu") -> bool:
     """True when compiled iic_fast kernels exist for ``device`` ("cpu", "cuda", a torch.device)."""
-    key = _DISPATCH_KEYS.get(torch.device(device).type)
-    if not HAS_OPS or key is None:
-        return False
-    return torch._C._dispatch_has_kernel_for_dispatch_key("iic_fast::joint", key)
+    return _KERNELS.get(torch.device(device).type, False)
 
 
 def build_info() -> dict:
