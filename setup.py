@@ -54,9 +54,9 @@ include_dirs = [os.path.abspath("csrc")]
 if with_cuda:
     sources += sorted(glob.glob("csrc/cuda/*.cu"))
     macros.append(("WITH_CUDA", None))
-    # torch's CUDA headers include cuSPARSE/cuBLAS headers that pip ships under nvidia/cu13/include
-    site = sysconfig.get_paths()["purelib"]
-    include_dirs += [p for p in glob.glob(os.path.join(site, "nvidia", "*", "include")) if os.path.isdir(p)]
+    # torch's CUDA headers include cuSPARSE/cuBLAS headers that pip ships under nvidia/*/include, next to torch
+    sites = {os.path.dirname(os.path.dirname(torch.__file__)), sysconfig.get_paths()["purelib"]}
+    include_dirs += sorted(p for site in sites for p in glob.glob(os.path.join(site, "nvidia", "*", "include")))
     nvcc_flags = ["-O0", "-g", "-G"] if debug else ["-O3", "-lineinfo"]
     nvcc_flags += ["--expt-relaxed-constexpr"]
     extension = CUDAExtension(
