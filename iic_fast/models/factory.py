@@ -5,13 +5,14 @@ from typing import Any, Optional
 
 from .nets import (ClusterNet5g, ClusterNet5gTwoHead, ClusterNet6c, ClusterNet6cTwoHead, IICNet,
                    SegmentationNet10a, SegmentationNet10aTwoHead, TwoHeadNet)
-from .small import SmallSegNet, SmallSegNetTwoHead
+from .small import SmallClusterNet, SmallClusterNetTwoHead, SmallSegNet, SmallSegNetTwoHead
 
 __all__ = ["MODELS", "build"]
 
 MODELS: dict[str, type[IICNet]] = {cls.__name__: cls for cls in (
     ClusterNet5g, ClusterNet5gTwoHead, ClusterNet6c, ClusterNet6cTwoHead,
-    SegmentationNet10a, SegmentationNet10aTwoHead, SmallSegNet, SmallSegNetTwoHead)}
+    SegmentationNet10a, SegmentationNet10aTwoHead, SmallSegNet, SmallSegNetTwoHead,
+    SmallClusterNet, SmallClusterNetTwoHead)}
 
 _COMMON_OPTIONS = ("batchnorm_track", "return_logits")
 

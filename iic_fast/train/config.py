@@ -1,0 +1,287 @@
+"""Training configuration: one flat dataclass, named presets (the paper's runs and the embedded sets),
+and ``key=value`` overrides (the CLI's ``--set``).
+
+Semantics shared by every preset:
+
+- **step**: one optimiser step of one head on one batch of ``batch_size`` pairs.
+- **batch_size**: pairs per step, the original's ``batch_sz``. With ``repeats`` r > 1 (the original's
+  ``num_dataloaders`` for clustering, or segmentation sample repeats) each step loads
+  ``batch_size // r`` images and pairs each with r independently transformed twins.
+- **epoch / head_schedule**: an epoch is a list of head passes; a pass of head h is ``epoch_steps``
+  steps (0: one pass over h's training set).
+  ``alternate``: one head per epoch, A, B, A, B, ... (the schedule of the runs behind the paper);
+  ``A_then_B`` / ``B_then_A``: ``head_A_epochs`` passes of A and ``head_B_epochs`` of B inside each
+  epoch (the released scripts); ``single``: single-head nets (IID+).
+  Evaluation follows every epoch (or every ``eval_every`` steps), and the end of training.
+- **mode**: ``iid`` trains and evaluates as the paper's fully unsupervised runs (for the paper's
+  datasets transductively on the training images; for the embedded sets on a held-out test split,
+  Hungarian one-to-one matching); ``iid+`` is the semi-supervised overclustering protocol (many-to-one
+  mapping fit on the assignment split, scored on the test split).
+- **budgets**: training stops at the first of ``max_epochs``, ``max_steps``, ``max_minutes`` (0 = none).
+"""
+from __future__ import annotations
+
+import ast
+import dataclasses
+import json
+from dataclasses import dataclass, field
+from typing import Any, Dict, List, Optional, Sequence
+
+SCHEDULES = ("alternate", "A_then_B", "B_then_A", "single")
+LR_SCHEDULES = ("constant", "cosine")
+AMP_MODES = ("auto", "off", "bf16", "fp16")
+SEG_DATASETS = ("textures3", "potsdam3", "potsdam6", "cocostuff3", "cocostuff15")
+CLU_DATASETS = ("digits", "stl10", "cifar10", "cifar100_20", "mnist")
+
+
+@dataclass
+class TrainConfig:
+    """Everything a run needs; ``to_dict`` is what ``config.json`` holds. See the module docstring."""
+
+    preset: str = "textures3"
+    dataset: str = "textures3"
+    mode: str = "iid"
+    data_root: Optional[str] = None
+    gt_k: int = 3
+    input_size: int = 64  # segmentation crop side; clustering inputs come from the pair preset
+    n_train: int = 512  # Textures-3 (embedded set only): training mosaics of input_size,
+    n_test: int = 128  # and test mosaics of test_size
+    test_size: int = 64
+    # network
+    arch: str = "SmallSegNetTwoHead"
+    output_k_A: Optional[int] = 12  # None for single-head nets
+    output_k_B: int = 3  # main head (two-head nets) or the single head's k
+    num_sub_heads: int = 1
+    batchnorm_track: bool = True
+    # pairs: overrides of the data package's pair preset (e.g. {"flip_p": 0.5}) and repeats
+    pairs: Dict[str, Any] = field(default_factory=dict)
+    repeats: int = 1
+    # loss
+    d: int = 5
+    collapsed: bool = False
+    impl: str = "auto"
+    lamb_A: float = 1.0
+    lamb_B: float = 1.0
+    # optimisation
+    lr: float = 4e-4
+    lr_schedule: str = "constant"  # the paper's; "cosine" decays to 0 over max_steps
+    batch_size: int = 16
+    micro_batch: int = 0  # 0: whole batch in one pass; else exact large batch via JointAccumulator
+    head_schedule: str = "alternate"
+    head_A_epochs: int = 1
+    head_B_epochs: int = 1
+    epoch_steps: int = 0
+    max_epochs: int = 0
+    max_steps: int = 0
+    max_minutes: float = 0.0
+    eval_every: int = 0
+    eval_batch_size: int = 0  # 0: images per step
+    log_every: int = 10  # steps per train record in metrics.jsonl
+    # runtime
+    amp: str = "auto"
+    device: str = "auto"
+    seed: int = 0
+    num_workers: int = -1  # -1: the data package's default
+    progress: bool = True
+
+    @property
+    def task(self) -> str:
+        """"segmentation" or "clustering", from the dataset."""
+        return "segmentation" if self.dataset in SEG_DATASETS else "clustering"
+
+    @property
+    def two_head(self) -> bool:
+        return self.output_k_A is not None
+
+    def to_dict(self) -> Dict[str, Any]:
+        """JSON-ready dict of every field."""
+        return dataclasses.asdict(self)
+
+    @classmethod
+    def from_dict(cls, values: Dict[str, Any]) -> "TrainConfig":
+        """Inverse of ``to_dict``; unknown keys raise ValueError."""
+        names = {f.name for f in dataclasses.fields(cls)}
+        unknown = sorted(set(values) - names)
+        if unknown:
+            raise ValueError(f"unknown config key(s) {unknown}")
+        return cls(**values).validate()
+
+    def validate(self) -> "TrainConfig":
+        """Raises ValueError naming the first inconsistent field; returns self."""
+        if self.dataset not in SEG_DATASETS + CLU_DATASETS:
+            raise ValueError(f"dataset must be one of {SEG_DATASETS + CLU_DATASETS}, got {self.dataset!r}")
+        if self.mode not in ("iid", "iid+"):
+            raise ValueError(f"mode must be 'iid' or 'iid+', got {self.mode!r}")
+        if self.head_schedule not in SCHEDULES:
+            raise ValueError(f"head_schedule must be one of {SCHEDULES}, got {self.head_schedule!r}")
+        if (self.head_schedule == "single") == self.two_head:
+            raise ValueError("head_schedule 'single' goes with output_k_A = None (single-head nets), "
+                             "and only with them")
+        if self.lr_schedule not in LR_SCHEDULES:
+            raise ValueError(f"lr_schedule must be one of {LR_SCHEDULES}, got {self.lr_schedule!r}")
+        if self.log_every < 1:
+            raise ValueError(f"log_every must be >= 1, got {self.log_every}")
+        if self.amp not in AMP_MODES:
+            raise ValueError(f"amp must be one of {AMP_MODES}, got {self.amp!r}")
+        if self.repeats < 1 or self.batch_size < self.repeats or self.batch_size % self.repeats:
+            raise ValueError(f"batch_size ({self.batch_size}) must be a positive multiple of repeats "
+                             f"({self.repeats})")
+        if self.micro_batch < 0:
+            raise ValueError(f"micro_batch must be >= 0, got {self.micro_batch}")
+        for name in ("max_epochs", "max_steps", "epoch_steps", "eval_every", "head_A_epochs",
+                     "head_B_epochs"):
+            if getattr(self, name) < 0:
+                raise ValueError(f"{name} must be >= 0, got {getattr(self, name)}")
+        if self.max_minutes < 0 or self.lr <= 0:
+            raise ValueError("max_minutes must be >= 0 and lr > 0")
+        return self
+
+
+def _paper(**kw: Any) -> Dict[str, Any]:
+    """Settings common to every paper run (constant-lr Adam is the dataclass default): BatchNorm
+    running statistics (``--batchnorm_track``) and the uncollapsed loss."""
+    return {"batchnorm_track": True, "collapsed": False, **kw}
+
+
+# Segmentation (reference section 4.1/4.2): SegmentationNet10a(TwoHead), uncollapsed loss, BN track,
+# flip 0.5, sub-heads 1; the paper-era one-head-per-epoch schedule; num_epochs 4800 is an upper bound.
+_SEG_IID = dict(arch="SegmentationNet10aTwoHead", head_schedule="alternate", max_epochs=4800)
+_SEG_IIDP = dict(arch="SegmentationNet10a", head_schedule="single", output_k_A=None, mode="iid+",
+                 max_epochs=4800)
+_POTSDAM = dict(input_size=200, d=10)
+_COCO = dict(input_size=128, d=10)
+# Clustering (section 4.3): Sobel (except MNIST), 5 sub-heads; repeats = num_dataloaders.
+_CLU = dict(num_sub_heads=5, d=0)
+
+PRESETS: Dict[str, Dict[str, Any]] = {
+    # --- embedded sets (no files): the defaults of a fresh machine
+    "textures3": dict(d=8, epoch_steps=1, eval_every=100, lr_schedule="cosine", max_steps=1100,
+                      max_minutes=8.0),  # SmallSegNetTwoHead, A 12 / B 3, batch 16, heads alternate every step
+    # Digits: MNIST's schedule (B first, B x2, 5 sub-heads, 5 repeats) on a small net; milder
+    # augmentation than the pair preset's (8x8 digits fill the frame: 6-pixel crops cut strokes off)
+    "digits": dict(dataset="digits", gt_k=10, arch="SmallClusterNetTwoHead", output_k_A=20, output_k_B=10,
+                   num_sub_heads=5, repeats=5, batch_size=350, lr=1e-3, d=0, head_schedule="B_then_A",
+                   head_B_epochs=2, max_minutes=8.0,
+                   pairs={"crop2": [7, 8], "rot_deg": 8.0, "jitter": [0.1, 0.1, 0.0, 0.0]}),
+    # --- segmentation, fully unsupervised (Table 4)
+    "potsdam3": _paper(**_SEG_IID, **_POTSDAM, dataset="potsdam3", gt_k=3, output_k_A=24, output_k_B=3,
+                       lr=1e-5, lamb_A=1.0, lamb_B=1.5, batch_size=75),  # model 545: 65.1%
+    "potsdam6": _paper(**_SEG_IID, input_size=200, d=5, dataset="potsdam6", gt_k=6, output_k_A=36,
+                       output_k_B=6, lr=1e-6, batch_size=60),  # model 544: 45.4%
+    "cocostuff3": _paper(**_SEG_IID, **_COCO, dataset="cocostuff3", gt_k=3, output_k_A=15, output_k_B=3,
+                         lr=1e-4, lamb_A=1.0, lamb_B=1.5, batch_size=120),  # model 555: 72.3%
+    "cocostuff15": _paper(**_SEG_IID, **_COCO, dataset="cocostuff15", gt_k=15, output_k_A=45,
+                          output_k_B=15, lr=1e-4, batch_size=60),  # model 512: 27.7%
+    # --- segmentation, semi-supervised overclustering (IID+)
+    "potsdam3-iidplus": _paper(**_SEG_IIDP, **_POTSDAM, dataset="potsdam3", gt_k=3, output_k_B=9,
+                               lr=1e-5, batch_size=75),  # model 482
+    "potsdam6-iidplus": _paper(**_SEG_IIDP, **_POTSDAM, dataset="potsdam6", gt_k=6, output_k_B=24,
+                               lr=1e-5, batch_size=60),  # model 487
+    "cocostuff3-iidplus": _paper(**_SEG_IIDP, **_COCO, dataset="cocostuff3", gt_k=3, output_k_B=15,
+                                 lr=1e-4, batch_size=180),  # model 496
+    "cocostuff15-iidplus": _paper(**_SEG_IIDP, **_COCO, dataset="cocostuff15", gt_k=15, output_k_B=45,
+                                  lr=1e-4, batch_size=90),  # model 521
+    # --- clustering, fully unsupervised (Table 1); IID trains and tests on train + test
+    "stl10": _paper(**_CLU, dataset="stl10", gt_k=10, arch="ClusterNet5gTwoHead", output_k_A=70,
+                    output_k_B=10, lr=1e-4, batch_size=700, repeats=5, head_schedule="A_then_B",
+                    max_epochs=2000),  # model 569: 59.6%
+    "cifar10": _paper(**_CLU, dataset="cifar10", gt_k=10, arch="ClusterNet5gTwoHead", output_k_A=70,
+                      output_k_B=10, lr=1e-4, batch_size=660, repeats=3, head_schedule="A_then_B",
+                      head_B_epochs=2, batchnorm_track=False, max_epochs=2000),  # model 640: 61.7%
+    "cifar100-20": _paper(**_CLU, dataset="cifar100_20", gt_k=20, arch="ClusterNet5gTwoHead",
+                          output_k_A=140, output_k_B=20, lr=1e-4, batch_size=1000, repeats=5,
+                          head_schedule="B_then_A", max_epochs=2000),  # model 579: 25.7%
+    "mnist": _paper(**_CLU, dataset="mnist", gt_k=10, arch="ClusterNet6cTwoHead", output_k_A=50,
+                    output_k_B=10, lr=1e-4, batch_size=700, repeats=5, head_schedule="B_then_A",
+                    head_B_epochs=2, batchnorm_track=False, max_epochs=3200),  # model 685: 99.2%
+    # --- clustering, semi-supervised overclustering (IID+): train (+unlabelled), assign on train, test
+    "stl10-iidplus": _paper(**_CLU, dataset="stl10", mode="iid+", gt_k=10, arch="ClusterNet5g",
+                            output_k_A=None, output_k_B=140, head_schedule="single", lr=1e-4,
+                            batch_size=1400, repeats=5, max_epochs=3200),  # model 653
+    "cifar10-iidplus": _paper(**_CLU, dataset="cifar10", mode="iid+", gt_k=10, arch="ClusterNet5g",
+                              output_k_A=None, output_k_B=140, head_schedule="single", lr=1e-4,
+                              batch_size=1320, repeats=3, max_epochs=3200),  # model 652
+    "cifar100-20-iidplus": _paper(**_CLU, dataset="cifar100_20", mode="iid+", gt_k=20, arch="ClusterNet6c",
+                                  output_k_A=None, output_k_B=280, head_schedule="single", lr=1e-4,
+                                  batch_size=2800, repeats=5, pairs={"input_size": 24, "include_rgb": True},
+                                  max_epochs=3200),  # model 654
+    "mnist-iidplus": _paper(**_CLU, dataset="mnist", mode="iid+", gt_k=10, arch="ClusterNet6c",
+                            output_k_A=None, output_k_B=25, head_schedule="single", lr=1e-4,
+                            batch_size=350, repeats=5, max_epochs=3200),  # model 665
+}
+
+
+def preset(name: str, **overrides: Any) -> TrainConfig:
+    """The named preset (see ``PRESETS``) with ``overrides`` applied and validated."""
+    if name not in PRESETS:
+        raise ValueError(f"unknown preset {name!r}; choices: {', '.join(PRESETS)}")
+    return TrainConfig.from_dict({**PRESETS[name], "preset": name, **overrides})
+
+
+def _field_types() -> Dict[str, Any]:
+    return {f.name: f for f in dataclasses.fields(TrainConfig)}
+
+
+def parse_value(text: str) -> Any:
+    """A ``--set`` value: a Python/JSON literal (1e-4, true, none, [1, 2], {"a": 1}) or a plain string."""
+    lowered = {"true": True, "false": False, "none": None, "null": None}
+    if text.strip().lower() in lowered:
+        return lowered[text.strip().lower()]
+    try:
+        return ast.literal_eval(text)
+    except (ValueError, SyntaxError):
+        try:
+            return json.loads(text)
+        except ValueError:
+            return text
+
+
+def _coerce(name: str, value: Any, current: Any) -> Any:
+    """Fits a parsed value to the field's current type (int -> float for floats, str for strings)."""
+    if value is None or current is None:
+        return value
+    if isinstance(current, bool):
+        if not isinstance(value, bool):
+            raise ValueError(f"{name} takes true/false, got {value!r}")
+        return value
+    if isinstance(current, float) and isinstance(value, int) and not isinstance(value, bool):
+        return float(value)
+    if isinstance(current, str):
+        return str(value)
+    if not isinstance(value, type(current)):
+        raise ValueError(f"{name} takes a {type(current).__name__}, got {value!r}")
+    return value
+
+
+def apply_overrides(config: TrainConfig, assignments: Sequence[str]) -> TrainConfig:
+    """Applies ``key=value`` strings (``pairs.flip_p=0.0`` sets one entry of the dict field ``pairs``)
+    and returns a new validated config. Unknown keys raise ValueError listing the valid ones."""
+    values = config.to_dict()
+    fields = _field_types()
+    for item in assignments:
+        key, sep, text = item.partition("=")
+        key = key.strip()
+        if not sep:
+            raise ValueError(f"--set expects key=value, got {item!r}")
+        head, _, sub = key.partition(".")
+        if head not in fields:
+            raise ValueError(f"unknown config key {head!r}; keys: {', '.join(sorted(fields))}")
+        value = parse_value(text)
+        if sub:
+            if not isinstance(values[head], dict):
+                raise ValueError(f"{head} is not a dict field; use {head}=value")
+            values[head] = {**values[head], sub: value}
+        else:
+            values[head] = _coerce(head, value, values[head])
+    return TrainConfig.from_dict(values)
+
+
+def preset_table() -> List[str]:
+    """One line per preset: name, dataset, mode, arch, k_A/k_B, lr, batch, d (for ``--help``)."""
+    rows = []
+    for name in PRESETS:
+        c = preset(name)
+        k = f"{c.output_k_A}/{c.output_k_B}" if c.two_head else f"{c.output_k_B}"
+        rows.append(f"{name:20s} {c.dataset:12s} {c.mode:5s} {c.arch:26s} k {k:7s} lr {c.lr:g} "
+                    f"batch {c.batch_size}" + (f" d {c.d}" if c.task == "segmentation" else ""))
+    return rows

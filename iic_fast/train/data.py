@@ -1,0 +1,158 @@
+"""Data wiring for the trainer: datasets per preset, loaders, pair makers and endless batch streams.
+
+``build_data(config, device, rank, world)`` returns a ``RunData`` with one ``BatchStream`` per head
+(head A and head B may train on different sets, e.g. STL10's unlabelled images for head A), the
+assignment and test datasets of the evaluation protocol, and the pair maker.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any, Dict, Iterator, Optional, Tuple, Union
+
+import torch
+from torch.utils.data import DataLoader, Dataset, TensorDataset
+
+from .. import data as D
+from ..models import build
+from .config import TrainConfig
+
+Pairs = Union[D.SegmentationPairs, D.ClusteringPairs]
+
+#: dataset name -> the data package's pair preset
+PAIR_PRESETS = {"textures3": "textures3", "potsdam3": "potsdam", "potsdam6": "potsdam",
+                "cocostuff3": "cocostuff", "cocostuff15": "cocostuff", "digits": "digits",
+                "stl10": "stl10", "cifar10": "cifar10", "cifar100_20": "cifar100_20", "mnist": "mnist"}
+
+
+class BatchStream:
+    """Endless batches from one loader, on ``device``; ``state()`` / ``load_state()`` give the position
+    (loader epoch, batch index) so a resumed run gets the very same batches (shuffling is a function of
+    (seed, epoch)). ``world`` > 1 keeps this rank's slice ``rank::world`` of every batch."""
+
+    def __init__(self, loader: DataLoader, device: torch.device, rank: int = 0, world: int = 1) -> None:
+        self.loader, self.device, self.rank, self.world = loader, device, rank, world
+        self.epoch, self.index = 0, 0
+        self._it: Optional[Iterator[Any]] = None
+
+    def __len__(self) -> int:
+        return len(self.loader)
+
+    def next(self) -> Tuple[torch.Tensor, ...]:
+        """The next batch (a tuple of tensors); starts a new loader epoch when one runs out."""
+        if self._it is None:
+            self._it = D.device_batches(self.loader, self.device, epoch=self.epoch)
+            for _ in range(self.index):  # resume mid-epoch: replay the order, skip what was used
+                next(self._it)
+        batch = next(self._it, None)
+        if batch is None:
+            self.epoch, self.index, self._it = self.epoch + 1, 0, None
+            return self.next()
+        self.index += 1
+        return tuple(t[self.rank::self.world] for t in batch)
+
+    def state(self) -> Dict[str, int]:
+        return {"epoch": self.epoch, "index": self.index}
+
+    def load_state(self, state: Dict[str, int]) -> None:
+        self.epoch, self.index, self._it = int(state["epoch"]), int(state["index"]), None
+
+
+@dataclass
+class RunData:
+    """What the trainer needs from the data side."""
+
+    streams: Dict[str, BatchStream]  # "A" and/or "B"
+    assign: Dataset  # assignment data (mapping fit); the test set itself in IID mode
+    test: Dataset
+    pairs: Pairs
+    in_channels: int
+    input_sz: int
+    segmentation: bool
+
+
+def _embedded(config: TrainConfig) -> Dict[str, Dataset]:
+    """Train / assign / test partitions of the embedded sets. Data seeds are fixed (0), so every run
+    sees the same mosaics and splits whatever its training seed."""
+    if config.dataset == "textures3":
+        parts = {}
+        for split, n, size in (("train", config.n_train, config.input_size),
+                               ("test", config.n_test, config.test_size)):
+            x, y = D.textures3(split, n_images=n, size=size, seed=0)
+            parts[split] = TensorDataset(x, y, torch.ones(y.shape, dtype=torch.bool))
+        train, test = parts["train"], parts["test"]
+        assign = test if config.mode == "iid" else train
+        return {"train_a": train, "train_b": train, "assign": assign, "test": test}
+    train, test = TensorDataset(*D.digits("train")), TensorDataset(*D.digits("test"))
+    return {"train_a": train, "train_b": train, "assign": test if config.mode == "iid" else train,
+            "test": test}
+
+
+def _paper(config: TrainConfig) -> Dict[str, Dataset]:
+    """The paper's partitions from the release files under ``data_root``."""
+    if not config.data_root:
+        raise ValueError(f"preset {config.preset!r} reads the {config.dataset} release files: "
+                         "pass --data-root DIR (see iic_fast.data for the expected layout)")
+    root, ds = config.data_root, config.dataset
+    if ds.startswith("potsdam"):
+        p = D.potsdam_partitions(root, config.mode, coarse=ds == "potsdam3", size=config.input_size,
+                                 seed=config.seed)
+    elif ds.startswith("cocostuff"):
+        p = D.cocostuff_partitions(root, 15 if ds == "cocostuff15" else 3, config.mode,
+                                   seed=config.seed, size=config.input_size)
+    else:
+        return D.clustering_partitions(ds, root, config.mode)
+    return {"train_a": p["train"], "train_b": p["train"], "assign": p["assign"], "test": p["test"]}
+
+
+def make_pairs(config: TrainConfig) -> Pairs:
+    """The pair maker of the preset's dataset, with ``repeats`` and the ``pairs`` overrides."""
+    name = PAIR_PRESETS[config.dataset]
+    make = D.segmentation_preset if config.task == "segmentation" else D.clustering_preset
+    return make(name, repeats=config.repeats, **config.pairs)
+
+
+def images_per_step(config: TrainConfig) -> int:
+    """Images loaded per step: batch_size pairs = images x repeats."""
+    return config.batch_size // config.repeats
+
+
+def eval_loader(config: TrainConfig, dataset: Dataset) -> DataLoader:
+    """Unshuffled loader over ``dataset`` for evaluation."""
+    bs = config.eval_batch_size or images_per_step(config)
+    return D.make_loader(dataset, bs, shuffle=False, num_workers=_workers(config, dataset))
+
+
+def _workers(config: TrainConfig, dataset: Dataset) -> Optional[int]:
+    if isinstance(dataset, TensorDataset):
+        return 0  # in memory: workers would only add start-up cost
+    return None if config.num_workers < 0 else config.num_workers
+
+
+def build_data(config: TrainConfig, device: torch.device, rank: int = 0, world: int = 1) -> RunData:
+    """Datasets, loaders and pair maker for ``config`` (see the module docstring)."""
+    parts = _embedded(config) if config.dataset in ("textures3", "digits") else _paper(config)
+    n = images_per_step(config)
+    if n % world:
+        raise ValueError(f"images per step ({n} = batch_size / repeats) must divide by the {world} processes")
+    streams = {}
+    heads = ("A", "B") if config.two_head else ("B",)
+    for head in heads:
+        ds = parts["train_a" if head == "A" else "train_b"]
+        if len(ds) < n:
+            raise ValueError(f"the training set has {len(ds)} images, fewer than one step's {n}")
+        loader = D.make_loader(ds, n, shuffle=True, seed=config.seed, drop_last=True,
+                               num_workers=_workers(config, ds))
+        streams[head] = BatchStream(loader, device, rank, world)
+    pairs = make_pairs(config)
+    probe = pairs.eval_transform(parts["test"][0][0][None])
+    return RunData(streams=streams, assign=parts["assign"], test=parts["test"], pairs=pairs,
+                   in_channels=int(probe.shape[1]), input_sz=int(probe.shape[-1]),
+                   segmentation=config.task == "segmentation")
+
+
+def build_net(config: TrainConfig, data: RunData) -> torch.nn.Module:
+    """The preset's network, sized for the data's input channels and size."""
+    ks = ({"output_k_A": config.output_k_A, "output_k_B": config.output_k_B} if config.two_head
+          else {"output_k": config.output_k_B})
+    return build(config.arch, in_channels=data.in_channels, input_sz=data.input_sz,
+                 num_sub_heads=config.num_sub_heads, batchnorm_track=config.batchnorm_track, **ks)

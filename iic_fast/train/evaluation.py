@@ -1,0 +1,109 @@
+"""Evaluation of the main head by the paper's protocol (reference section 5).
+
+Per sub-head, a confusion matrix is accumulated on the device over the test data (and over the
+assignment data when it differs, IID+). Matching: Hungarian one-to-one when the head has gt_k
+clusters in IID mode, else many-to-one (majority class per cluster) fit on the assignment data.
+The reported sub-head is the one with the lowest training loss (label-free); the best by accuracy
+is reported alongside.
+"""
+from __future__ import annotations
+
+import contextlib
+import os
+from typing import Any, Callable, Dict, List, Optional
+
+import torch
+from torch import nn
+from torch.utils.data import Dataset
+
+from .. import data as D
+from ..eval import ConfusionAccumulator, apply_mapping, select_subheads
+from .checkpoint import load
+from .config import TrainConfig
+from .data import RunData, build_data, build_net, eval_loader
+from .report import plot_predictions
+from .runtime import amp_dtype, autocast_factory, resolve_device
+
+
+class Evaluator:
+    """Evaluates ``net``'s main head on ``data``'s test (and assignment) sets."""
+
+    def __init__(self, net: nn.Module, data: RunData, config: TrainConfig, device: torch.device,
+                 autocast: Callable[[], contextlib.AbstractContextManager]) -> None:
+        self.net, self.data, self.config, self.device, self.autocast = net, data, config, device, autocast
+
+    @property
+    def match(self) -> str:
+        c = self.config
+        return "hungarian" if c.mode == "iid" and c.output_k_B == c.gt_k else "many_to_one"
+
+    def _inputs(self, batch: tuple) -> tuple:
+        """(network input, labels, mask or None) of an evaluation batch."""
+        x = self.data.pairs.eval_transform(batch[0])
+        return x, batch[1], batch[2] if self.data.segmentation else None
+
+    @torch.no_grad()
+    def predict(self, x: torch.Tensor) -> List[torch.Tensor]:
+        """Main-head argmax of every sub-head: list of (n,) or (n, H, W) int64."""
+        was_training = self.net.training
+        self.net.eval()
+        try:
+            with self.autocast():
+                outs = self.net(x, head="B") if self.config.two_head else self.net(x)
+        finally:
+            self.net.train(was_training)
+        return [o.argmax(1) for o in outs]
+
+    def confusions(self, dataset: Dataset) -> List[torch.Tensor]:
+        """One (k_B, gt_k) confusion matrix per sub-head over ``dataset``."""
+        accs: List[ConfusionAccumulator] = []
+        for batch in D.device_batches(eval_loader(self.config, dataset), self.device):
+            x, y, mask = self._inputs(batch)
+            preds = self.predict(x)
+            if not accs:
+                accs = [ConfusionAccumulator(self.config.output_k_B, self.config.gt_k, self.device) for _ in preds]
+            for acc, p in zip(accs, preds):
+                acc.update(p, y, mask)
+        return [a.compute() for a in accs]
+
+    def run(self, losses: List[float]) -> Dict[str, Any]:
+        """Metrics of the main head; ``losses`` (one per sub-head) select the reported sub-head."""
+        test = self.confusions(self.data.test)
+        fit = None if self.data.assign is self.data.test else self.confusions(self.data.assign)
+        report = select_subheads(losses, test, self.match, fit)
+        sel = report.selected
+        return {
+            "test_acc": sel.acc, "test_acc_best_subhead": report.best.acc, "nmi": sel.nmi, "ari": sel.ari,
+            "miou": sel.miou, "match": sel.match, "subhead": report.by_loss, "best_subhead": report.by_acc,
+            "subhead_accs": report.accs, "subhead_losses": report.losses,
+            "mapping": sel.mapping.tolist(), "per_class_iou": sel.per_class_iou.tolist(),
+        }
+
+    def render(self, path: str, record: Dict[str, Any], n: int = 8) -> None:
+        """predictions.png for the first ``n`` test samples, with the selected sub-head and mapping."""
+        batch = next(iter(D.device_batches(eval_loader(self.config, self.data.test), self.device)))
+        batch = tuple(t[:n] for t in batch)
+        x, y, mask = self._inputs(batch)
+        pred = apply_mapping(self.predict(x)[record["subhead"]], torch.tensor(record["mapping"]))
+        title = f"{self.config.preset}: test acc {record['test_acc']:.3f} (step {record['step']})"
+        plot_predictions(D.transforms.as_float(batch[0]), pred, y, self.config.gt_k, path, title, mask)
+
+
+def evaluate_run(run_dir: str, checkpoint: str = "best", *, device: str = "auto",
+                 data_root: Optional[str] = None) -> Dict[str, Any]:
+    """Re-evaluates ``run_dir/<checkpoint>.pt`` ("best" or "latest") with the run's config.json; the
+    sub-head is selected by the training losses stored in the checkpoint, whose config is used. Returns
+    the metrics."""
+    state = load(os.path.join(run_dir, f"{checkpoint}.pt"), map_location="cpu")
+    config = TrainConfig.from_dict(state["config"])
+    if data_root is not None:
+        config.data_root = data_root
+    dev = resolve_device(device)
+    data = build_data(config, dev)
+    net = build_net(config, data).to(dev)
+    net.load_state_dict(state["net"])
+    autocast = autocast_factory(amp_dtype(config.amp, dev), dev)
+    losses = state["stats"]["last_losses"] or [0.0] * config.num_sub_heads
+    result = Evaluator(net, data, config, dev, autocast).run(losses)
+    return {"run_dir": os.path.abspath(run_dir), "checkpoint": checkpoint, "preset": config.preset,
+            "step": state["position"]["step"], **result}

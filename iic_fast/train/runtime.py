@@ -1,0 +1,48 @@
+"""Device, process group and precision for a run."""
+from __future__ import annotations
+
+import contextlib
+import os
+from typing import Callable, Optional, Tuple
+
+import torch
+import torch.distributed as dist
+
+
+def resolve_device(name: str) -> torch.device:
+    """"auto" -> this rank's CUDA device (LOCAL_RANK under torchrun) when there is one, else the CPU."""
+    if name != "auto":
+        return torch.device(name)
+    if torch.cuda.is_available():
+        return torch.device("cuda", int(os.environ.get("LOCAL_RANK", 0)))
+    return torch.device("cpu")
+
+
+def init_distributed(device: torch.device) -> Tuple[int, int]:
+    """(rank, world size); initialises the process group from torchrun's environment when
+    WORLD_SIZE > 1 (NCCL on CUDA, gloo on the CPU)."""
+    world = int(os.environ.get("WORLD_SIZE", 1))
+    if world <= 1:
+        return 0, 1
+    if not dist.is_initialized():
+        if device.type == "cuda":
+            torch.cuda.set_device(device)
+        dist.init_process_group("nccl" if device.type == "cuda" else "gloo")
+    return dist.get_rank(), dist.get_world_size()
+
+
+def amp_dtype(amp: str, device: torch.device) -> Optional[torch.dtype]:
+    """The network's autocast dtype: "auto" is bf16 on CUDA GPUs that support it and off elsewhere
+    (CPU autocast is slower than fp32 for these convs); "off", "bf16", "fp16" as named."""
+    if amp == "auto":
+        return torch.bfloat16 if device.type == "cuda" and torch.cuda.is_bf16_supported() else None
+    return {"off": None, "bf16": torch.bfloat16, "fp16": torch.float16}[amp]
+
+
+def autocast_factory(dtype: Optional[torch.dtype],
+                     device: torch.device) -> Callable[[], contextlib.AbstractContextManager]:
+    """A zero-argument factory of the autocast context for the network's forward passes (the IIC
+    loss always runs in fp32: the heads return fp32 probabilities)."""
+    if dtype is None:
+        return contextlib.nullcontext
+    return lambda: torch.autocast(device.type, dtype=dtype)

@@ -1,0 +1,181 @@
+"""Trainer: loss goes down, exact resume, atomic checkpoints, NaN guard, exact micro-batching, presets."""
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import subprocess
+import sys
+
+import pytest
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from iic_fast.train import (PRESETS, NonFiniteLossError, Trainer, apply_overrides, load_checkpoint, preset,
+                            save_atomic)
+from iic_fast.train import checkpoint as ck
+
+pytestmark = pytest.mark.filterwarnings("ignore:iic_fast. no compiled kernels")
+
+TINY_SEG = dict(n_train=16, n_test=4, input_size=32, batch_size=4, progress=False, log_every=1)
+TINY_CLU = dict(batch_size=40, repeats=5, num_sub_heads=2, progress=False, log_every=1)
+
+
+def seg_config(**kw):
+    return preset("textures3", **{**TINY_SEG, **kw})
+
+
+def clu_config(**kw):
+    return preset("digits", **{**TINY_CLU, **kw})
+
+
+def _time_free(records):
+    return [{k: v for k, v in r.items() if k not in ("seconds", "eval_seconds")} for r in records]
+
+
+def _read(path):
+    with open(path) as f:
+        return [json.loads(line) for line in f]
+
+
+@pytest.mark.parametrize("make", [seg_config, clu_config], ids=["segmentation", "clustering"])
+def test_a_few_steps_reduce_the_loss(tmp_path, make):
+    trainer = Trainer(make(lr=1e-3), str(tmp_path))
+    losses = [sum(l for l, _ in trainer.train_step("B")) for _ in range(12)]
+    assert all(torch.isfinite(torch.tensor(losses)))
+    assert sum(losses[-3:]) / 3 < sum(losses[:3]) / 3 - 0.02, losses
+
+
+def test_fit_writes_run_dir_and_summary(tmp_path):
+    summary = Trainer(seg_config(max_steps=4, eval_every=2), str(tmp_path)).fit()
+    for name in ("config.json", "metrics.jsonl", "latest.pt", "best.pt", "plots.png", "predictions.png",
+                 "summary.json"):
+        assert (tmp_path / name).is_file(), name
+    assert summary["steps"] == 4 and 0.0 <= summary["test_acc"] <= 1.0
+    assert json.loads((tmp_path / "summary.json").read_text()) == summary
+    evals = [r for r in _read(tmp_path / "metrics.jsonl") if r["kind"] == "eval"]
+    assert [r["step"] for r in evals] == [2, 4]
+    assert summary["test_acc"] == evals[-1]["test_acc"]
+
+
+@pytest.mark.parametrize("make", [seg_config, clu_config], ids=["segmentation", "clustering"])
+def test_resume_reproduces_the_uninterrupted_run(tmp_path, make):
+    full, part = tmp_path / "full", tmp_path / "part"
+    Trainer(make(max_steps=6, eval_every=3), str(full)).fit()
+    killed = Trainer(make(max_steps=6, eval_every=3), str(part))
+    step = killed.train_step
+
+    def dies_at_step_5(head):
+        if killed.step == 4:  # after the checkpoint at step 3 and one more logged step
+            raise KeyboardInterrupt("killed")
+        return step(head)
+
+    killed.train_step = dies_at_step_5
+    with pytest.raises(KeyboardInterrupt):
+        killed.fit()
+    Trainer(make(max_steps=6, eval_every=3), str(part), resume=True).fit()
+    assert _time_free(_read(part / "metrics.jsonl")) == _time_free(_read(full / "metrics.jsonl"))
+    a, b = load_checkpoint(full / "latest.pt")["net"], load_checkpoint(part / "latest.pt")["net"]
+    assert all(torch.equal(a[k], b[k]) for k in a)
+
+
+def test_atomic_checkpoint_survives_a_crash_mid_write(tmp_path, monkeypatch):
+    path = tmp_path / "latest.pt"
+    save_atomic({"format": ck.FORMAT, "value": torch.arange(5)}, path)
+
+    def crashing_save(obj, f):
+        f.write(b"partial bytes of a checkpoint")
+        raise KeyboardInterrupt("killed mid-write")
+
+    monkeypatch.setattr(ck.torch, "save", crashing_save)
+    with pytest.raises(KeyboardInterrupt):
+        save_atomic({"format": ck.FORMAT, "value": torch.zeros(5)}, path)
+    monkeypatch.undo()
+    assert torch.equal(load_checkpoint(path)["value"], torch.arange(5))
+    assert os.listdir(tmp_path) == ["latest.pt"]  # no temp file left behind
+
+
+def test_nan_guard_stops_and_keeps_the_last_good_checkpoint(tmp_path):
+    trainer = Trainer(seg_config(max_steps=6, eval_every=2), str(tmp_path))
+    make_pairs = trainer.data.pairs
+
+    class Poisoned:
+        def __getattr__(self, name):
+            return getattr(make_pairs, name)
+
+        def __call__(self, img, mask, gen):
+            img1, img2, affine, m = make_pairs(img, mask, gen)
+            return img1 * float("nan") if trainer.step >= 3 else img1, img2, affine, m
+
+    trainer.data.pairs = Poisoned()
+    with pytest.raises(NonFiniteLossError):
+        trainer.fit()
+    assert trainer.step == 3
+    assert load_checkpoint(tmp_path / "latest.pt")["position"]["step"] == 2
+    assert not (tmp_path / "summary.json").exists()
+
+
+class TinyNet(nn.Module):
+    """BatchNorm-free two-head net (BN statistics are per micro-batch, so only BN-free nets get
+    bit-comparable gradients); same call convention as iic_fast.models."""
+
+    def __init__(self, cin: int, ka: int, kb: int, clustering: bool) -> None:
+        super().__init__()
+        self.conv = nn.Conv2d(cin, 8, 3, padding=1)
+        self.clustering = clustering
+        self.head_A, self.head_B = nn.Conv2d(8, ka, 1), nn.Conv2d(8, kb, 1)
+
+    def forward(self, x, head="B"):
+        y = (self.head_A if head == "A" else self.head_B)(torch.relu(self.conv(x)))
+        return [F.softmax(y.mean((2, 3)) if self.clustering else y, dim=1)]
+
+
+@pytest.mark.parametrize("make", [seg_config, clu_config], ids=["segmentation", "clustering"])
+def test_micro_batch_gives_the_full_batch_gradient(tmp_path, make):
+    grads, losses = [], []
+    for micro in (0, 3):
+        config = make(micro_batch=micro, num_sub_heads=1)
+        torch.manual_seed(0)
+        net = TinyNet(3 if config.task == "segmentation" else 1, config.output_k_A, config.output_k_B,
+                      config.task == "clustering")
+        trainer = Trainer(config, str(tmp_path / str(micro)), net=net)
+        losses.append(trainer.train_step("B"))
+        grads.append([p.grad.clone() for p in net.parameters() if p.grad is not None])
+    torch.testing.assert_close(torch.tensor(losses[0]), torch.tensor(losses[1]), rtol=1e-5, atol=1e-7)
+    assert len(grads[0]) == len(grads[1]) > 0
+    for g0, g1 in zip(*grads):
+        torch.testing.assert_close(g0, g1, rtol=1e-4, atol=1e-7)
+
+
+def test_presets_and_overrides():
+    for name in PRESETS:
+        c = preset(name)
+        assert c.preset == name and (c.head_schedule == "single") != c.two_head
+    c = apply_overrides(preset("potsdam3"), ["lr=3e-5", "pairs.flip_p=0", "micro_batch=25", "amp=off"])
+    assert (c.lr, c.pairs, c.micro_batch, c.amp) == (3e-5, {"flip_p": 0}, 25, "off")
+    with pytest.raises(ValueError, match="unknown config key"):
+        apply_overrides(c, ["learning_rate=1"])
+    with pytest.raises(ValueError, match="takes a int"):
+        apply_overrides(c, ["batch_size=big"])
+    with pytest.raises(ValueError, match="unknown preset"):
+        preset("nope")
+    with pytest.raises(ValueError, match="data-root"):
+        Trainer(preset("potsdam3", device="cpu"), "/tmp/never-written")
+
+
+@pytest.mark.slow
+def test_ddp_two_processes_on_cpu(tmp_path):
+    """torchrun, 2 CPU processes (gloo): joints all-reduced, rank 0 writes the run directory."""
+    if shutil.which("torchrun") is None:
+        pytest.skip("torchrun not on PATH")
+    out = tmp_path / "ddp"
+    cmd = ["torchrun", "--standalone", "--nproc_per_node", "2", "-m", "iic_fast.cli", "train", "--out", str(out),
+           "--max-steps", "2", "--no-progress", "--device", "cpu", "--set", "n_train=16", "--set", "n_test=4",
+           "--set", "input_size=32", "--batch-size", "4"]
+    res = subprocess.run(cmd, capture_output=True, text=True, timeout=300,
+                         env={**os.environ, "OMP_NUM_THREADS": "1"})
+    assert res.returncode == 0, res.stderr[-3000:]
+    summary = json.loads(res.stdout.strip().splitlines()[-1])
+    assert summary["world_size"] == 2 and summary["steps"] == 2
+    assert (out / "latest.pt").is_file()
