@@ -8,7 +8,8 @@ import pytest
 import torch
 
 _C = pytest.importorskip("iic_fast._C", reason="iic_fast._C is not built")
-from iic_fast import reference  # noqa: E402
+from iic_fast import reference  # noqa: E402  (importing iic_fast registers the ops' autograd)
+from oracle import brute_joint  # noqa: E402
 
 ops = torch.ops.iic_fast
 
@@ -29,21 +30,6 @@ def maps(n, k, H, W, dtype=torch.float64, seed=0):
     x1 = base.softmax(1)
     x2 = (base + torch.randn(n, k, H, W, generator=g, dtype=torch.float64)).softmax(1)
     return x1.to(dtype), x2.to(dtype)
-
-
-def brute_joint(x1, x2, d):
-    """J[s, i, j] = sum_n sum_u x1[n, i, u + t_s] x2[n, j, u], one einsum per shift, float64."""
-    a, b = x1.double(), x2.double()
-    n, k, H, W = a.shape
-    T = 2 * d + 1
-    J = torch.zeros(T * T, k, k, dtype=torch.float64)
-    for dy in range(-d, d + 1):
-        for dx in range(-d, d + 1):
-            y0, y1, x0, x1_ = max(0, -dy), min(H, H - dy), max(0, -dx), min(W, W - dx)
-            if y0 < y1 and x0 < x1_:
-                J[(dy + d) * T + dx + d] = torch.einsum(
-                    "niyx,njyx->ij", a[:, :, y0 + dy:y1 + dy, x0 + dx:x1_ + dx], b[:, :, y0:y1, x0:x1_])
-    return J
 
 
 def close(actual, expected, tol):
@@ -145,27 +131,11 @@ def test_empty_batch():
     assert dx1.shape == x.shape and dx2.shape == x.shape
 
 
-class Joint(torch.autograd.Function):
-    """Minimal autograd wrapper of the two ops (the package's own is registered in iic_fast/ops.py)."""
-
-    @staticmethod
-    def forward(ctx, x1, x2, d, collapsed):
-        ctx.save_for_backward(x1, x2)
-        ctx.d, ctx.collapsed = d, collapsed
-        return ops.joint(x1, x2, d, collapsed)
-
-    @staticmethod
-    def backward(ctx, grad):
-        x1, x2 = ctx.saved_tensors
-        dx1, dx2 = ops.joint_backward(grad, x1, x2, ctx.d, ctx.collapsed)
-        return dx1, dx2, None, None
-
-
 @pytest.mark.parametrize("collapsed", [False, True])
 @pytest.mark.parametrize("n,k,H,W,d", [(2, 3, 5, 4, 1), (1, 2, 3, 6, 4)])
 def test_gradcheck(n, k, H, W, d, collapsed):
     x1, x2 = (x.requires_grad_() for x in maps(n, k, H, W))
-    assert torch.autograd.gradcheck(lambda a, b: Joint.apply(a, b, d, collapsed), (x1, x2))
+    assert torch.autograd.gradcheck(lambda a, b: ops.joint(a, b, d, collapsed), (x1, x2))
 
 
 def mi_reference(J, lamb, collapsed):

@@ -146,19 +146,6 @@ def test_half_precision_no_worse_than_reference(dtype, collapsed):
         assert gerr(g) <= 2 * gerr(rg) + 1e-6
 
 
-class _Joint(torch.autograd.Function):
-    @staticmethod
-    def forward(ctx, x1, x2, d, collapsed):
-        ctx.save_for_backward(x1, x2)
-        ctx.d, ctx.collapsed = d, collapsed
-        return ops.joint(x1, x2, d, collapsed)
-
-    @staticmethod
-    def backward(ctx, G):
-        x1, x2 = ctx.saved_tensors
-        return (*ops.joint_backward(G.contiguous(), x1, x2, ctx.d, ctx.collapsed), None, None)
-
-
 class _Mi(torch.autograd.Function):
     @staticmethod
     def forward(ctx, J, lamb, collapsed):
@@ -176,7 +163,7 @@ class _Mi(torch.autograd.Function):
 @pytest.mark.parametrize("n,k,H,W,d", [(2, 3, 4, 5, 1), (1, 2, 3, 3, 3), (1, 4, 5, 4, 0)])
 def test_gradcheck_joint(n, k, H, W, d, collapsed):
     x1, x2 = (x.requires_grad_(True) for x in maps(n, k, H, W))
-    assert torch.autograd.gradcheck(lambda a, b: _Joint.apply(a, b, d, collapsed), (x1, x2))
+    assert torch.autograd.gradcheck(lambda a, b: ops.joint(a, b, d, collapsed), (x1, x2))
 
 
 @pytest.mark.parametrize("shape", [(4,), (3, 4), (1, 1), (5, 3)])
