@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import json
+import os
 import subprocess
 import sys
 
@@ -60,8 +61,9 @@ def test_errors_exit_with_status_2(tmp_path, capsys):
 
 
 def test_module_entry_point():
+    root = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))  # importable without an install
     res = subprocess.run([sys.executable, "-m", "iic_fast.cli", "--help"], capture_output=True, text=True,
-                         timeout=120)
+                         timeout=120, cwd=root)
     assert res.returncode == 0 and "train" in res.stdout
 
 

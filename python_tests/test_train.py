@@ -5,7 +5,6 @@ import json
 import os
 import shutil
 import subprocess
-import sys
 
 import pytest
 import torch
@@ -173,7 +172,8 @@ def test_ddp_two_processes_on_cpu(tmp_path):
     cmd = ["torchrun", "--standalone", "--nproc_per_node", "2", "-m", "iic_fast.cli", "train", "--out", str(out),
            "--max-steps", "2", "--no-progress", "--device", "cpu", "--set", "n_train=16", "--set", "n_test=4",
            "--set", "input_size=32", "--batch-size", "4"]
-    res = subprocess.run(cmd, capture_output=True, text=True, timeout=300,
+    root = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))  # importable without an install
+    res = subprocess.run(cmd, capture_output=True, text=True, timeout=300, cwd=root,
                          env={**os.environ, "OMP_NUM_THREADS": "1"})
     assert res.returncode == 0, res.stderr[-3000:]
     summary = json.loads(res.stdout.strip().splitlines()[-1])
