@@ -14,9 +14,10 @@ from ._extension import HAS_OPS, has_kernels, warn_no_kernels
 
 IMPLS = ("auto", "kernel", "fft", "reference")
 
-# The direct kernel costs ~2 T^2 k^2 flops per pixel, the FFT a T-independent amount: above this many shifts
-# `auto` picks the FFT for uncollapsed joints. Measured with benchmarks/bench_loss.py (see the README table).
-DIRECT_MAX_SHIFTS = {"cpu": 49, "cuda": 9}
+# The direct kernel costs ~2 T^2 k^2 flops per pixel, the tiled FFT roughly k times a T-independent amount:
+# `auto` runs the direct kernel for uncollapsed joints while T^2 k is at most this. Crossovers measured at
+# n=4 (CPU, k = 3, 8, 24) and n=75 (H100, k = 3, 24) on 200x200 maps, forward + backward.
+DIRECT_MAX_COST = {"cpu": 600, "cuda": 500}
 
 
 if HAS_OPS:
@@ -97,8 +98,8 @@ def check_maps(x1: torch.Tensor, x2: torch.Tensor, d: int, mask: Optional[torch.
 def choose_impl(x1: torch.Tensor, d: int, collapsed: bool, impl: str = "auto") -> str:
     """The algorithm ``joint`` runs: "kernel", "box" (collapsed, pure PyTorch), "fft" or "reference".
 
-    auto: compiled kernel for collapsed joints; for uncollapsed ones the direct kernel while (2d+1)^2 is at most
-    DIRECT_MAX_SHIFTS[device] (its cost grows with the shifts, the FFT's does not), else the FFT.
+    auto: compiled kernel for collapsed joints; for uncollapsed ones the direct kernel while (2d+1)^2 k is at
+    most DIRECT_MAX_COST[device] (its cost grows with the shifts, the FFT's does not), else the FFT.
     """
     if impl not in IMPLS:
         raise ValueError(f"impl must be one of {IMPLS}, got {impl!r}")
@@ -112,7 +113,7 @@ def choose_impl(x1: torch.Tensor, d: int, collapsed: bool, impl: str = "auto") -
         return "reference" if impl == "kernel" else ("box" if collapsed else "fft")
     if impl == "kernel" or collapsed:
         return "kernel"
-    direct_ok = (2 * d + 1) ** 2 <= DIRECT_MAX_SHIFTS.get(x1.device.type, 0)
+    direct_ok = (2 * d + 1) ** 2 * x1.shape[1] <= DIRECT_MAX_COST.get(x1.device.type, 0)
     return "kernel" if direct_ok else "fft"
 
 

@@ -87,7 +87,12 @@ def test_auto_picks_by_the_cost_model():
     x = torch.rand(1, 2, 30, 30)
     assert ops.choose_impl(x, 10, collapsed=True) == "kernel"
     assert ops.choose_impl(x, 1, collapsed=False) == "kernel"
-    assert ops.choose_impl(x, 10, collapsed=False) == ("kernel" if 21 ** 2 <= ops.DIRECT_MAX_SHIFTS["cpu"] else "fft")
+    for d in (2, 5, 10):  # the direct kernel while T^2 k is within the budget
+        expected = "kernel" if (2 * d + 1) ** 2 * 2 <= ops.DIRECT_MAX_COST["cpu"] else "fft"
+        assert ops.choose_impl(x, d, collapsed=False) == expected
+    wide = torch.rand(1, 24, 30, 30)
+    assert ops.choose_impl(wide, 0, collapsed=False) == "kernel"
+    assert ops.choose_impl(wide, 10, collapsed=False) == "fft"
     assert ops.choose_impl(x, 10, collapsed=False, impl="reference") == "reference"
 
 

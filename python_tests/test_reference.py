@@ -21,7 +21,8 @@ def test_joints_match_brute_force(n, k, H, W, d, masked):
     mask = random_mask(n, H, W) if masked else None
     truth = brute_joint(x1, x2, d, mask)
     torch.testing.assert_close(reference.joint_conv(x1, x2, d, mask), truth, rtol=0, atol=1e-10)
-    torch.testing.assert_close(reference.joint_fft(x1, x2, d, mask), truth, rtol=0, atol=1e-10)
+    for tiles in (None, (1, 1), (2, 3), (4, 2)):  # one tile, and many tiles with halos (also not dividing H, W)
+        torch.testing.assert_close(reference.joint_fft(x1, x2, d, mask, tiles), truth, rtol=0, atol=1e-10)
     collapsed = truth.sum(0)
     torch.testing.assert_close(reference.joint_conv(x1, x2, d, mask, collapsed=True), collapsed, rtol=0, atol=1e-10)
     torch.testing.assert_close(reference.joint_box(x1, x2, d, mask), collapsed, rtol=0, atol=1e-10)
@@ -95,6 +96,32 @@ def test_gradcheck_joints(joint):
     x1, x2 = (x.requires_grad_(True) for x in random_maps(2, 3, 5, 4))
     mask = random_mask(2, 5, 4)
     assert torch.autograd.gradcheck(lambda a, b: joint(a, b, 2, mask), (x1, x2))
+
+
+@pytest.mark.parametrize("tiles", [(2, 3), (5, 4)])
+def test_gradcheck_tiled_fft(tiles):
+    x1, x2 = (x.requires_grad_(True) for x in random_maps(2, 3, 9, 7))
+    mask = random_mask(2, 9, 7)
+    assert torch.autograd.gradcheck(lambda a, b: reference.joint_fft(a, b, 2, mask, tiles), (x1, x2))
+
+
+def test_tiled_fft_at_a_larger_shape():
+    x1, x2 = random_maps(2, 4, 45, 38)
+    truth = brute_joint(x1, x2, 6)
+    tiles = reference.fft_tiles(2, 4, 45, 38, 6)
+    for t in (tiles, (16, 16), (45, 38)):
+        torch.testing.assert_close(reference.joint_fft(x1, x2, 6, tiles=t), truth, rtol=0, atol=1e-10)
+
+
+@pytest.mark.parametrize("n,k,H,W,d", [(4, 24, 200, 200, 10), (75, 3, 200, 200, 10), (120, 15, 128, 128, 10),
+                                       (2, 5, 513, 97, 0), (1, 2, 7, 300, 40)])
+def test_fft_tiles_are_valid(n, k, H, W, d):
+    Ty, Tx = reference.fft_tiles(n, k, H, W, d)
+    assert 1 <= Ty <= H and 1 <= Tx <= W
+    for L, T in ((H, Ty), (W, Tx)):
+        count, size = reference._axis_tiling(L, T, d)
+        assert size >= T + (2 * d if count > 1 else d) and size >= 2 * d + 1  # no wrap-around, all lags
+        assert count == 1 or reference._smooth(size)
 
 
 def test_gradcheck_uncollapsed_loss():
