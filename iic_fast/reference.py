@@ -92,10 +92,10 @@ def _axis_tilings(L: int, d: int) -> List[Tuple[int, int, int]]:
 def fft_tiles(n: int, k: int, H: int, W: int, d: int) -> Tuple[int, int]:
     """Tile sides (Ty, Tx) for ``joint_fft`` from a flop model of its forward + backward.
 
-    Per FFT point, in units of one point of one transform (measured on CPU): the 4 n k tile transforms and
-    the 2 k^2 transforms of the joint and its gradient (log-cost), the four spectrum transposes (~10 per
-    tile and class) and the per-frequency GEMMs (6 k^2 flops per tile point, ~6x cheaper per flop).
-    Few large tiles waste little halo but make the k^2 joint spectra large; the model balances the two.
+    Cost per FFT point, weights fitted to CPU timings: log2(points) for each of the 4 n k tile transforms and
+    the 2 k^2 transforms of the joint and its gradient, 10 per tile and class for the spectrum transposes and
+    k^2 / 6 per tile for the per-frequency GEMMs. Few large tiles waste little halo but make the k^2 joint
+    spectra large; the model balances the two.
     """
     best = None
     for Ty, ny, Ny in _axis_tilings(H, d):

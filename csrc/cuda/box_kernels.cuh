@@ -21,6 +21,25 @@ struct BoxCfg {
   int KS;        // forward: shared stride of one pixel's channel vector (multiple of 4)
 };
 
+// The part of the problem a block owns: image nn, strip of columns [c0, c0 + tw) whose halo spans [hs, hs + twh),
+// rows [r0, r1). blockIdx.x = (image * nrc + row chunk) * nct + strip.
+struct BoxTile {
+  int nn, c0, tw, hs, twh, r0, r1;
+};
+
+__device__ inline BoxTile box_tile(const BoxCfg& c) {
+  const int ct = blockIdx.x % c.nct, rc = blockIdx.x / c.nct % c.nrc;
+  BoxTile t;
+  t.nn = blockIdx.x / c.nct / c.nrc;
+  t.c0 = ct * c.TW;
+  t.tw = min(c.TW, c.W - t.c0);
+  t.hs = max(t.c0 - c.d, 0);
+  t.twh = min(t.c0 + t.tw + c.d, c.W) - t.hs;
+  t.r0 = rc * c.rows;
+  t.r1 = min(t.r0 + c.rows, c.H);
+  return t;
+}
+
 // Vertical sums for row r-1 (the sweep then advances with box_step): rows [max(0, r-1-d), min(H-1, r-1+d)].
 template <typename scalar_t>
 __device__ void box_init(double* vrun, int ld, const scalar_t* src, int nc, int64_t HW, int H, int W, int d,
@@ -86,12 +105,10 @@ template <typename scalar_t, typename A>
 __global__ void __launch_bounds__(256) box_joint_kernel(const scalar_t* __restrict__ x1,
                                                         const scalar_t* __restrict__ x2, A* __restrict__ partial,
                                                         BoxCfg c) {
-  const int ct = blockIdx.x % c.nct, rc = blockIdx.x / c.nct % c.nrc, nn = blockIdx.x / c.nct / c.nrc;
+  const BoxTile t = box_tile(c);
+  const int nn = t.nn, c0 = t.c0, tw = t.tw, hs = t.hs, twh = t.twh, r0 = t.r0, r1 = t.r1;
   const int ic = blockIdx.z / c.nkc, jc = blockIdx.z % c.nkc;
   const int64_t HW = (int64_t)c.H * c.W;
-  const int c0 = ct * c.TW, tw = min(c.TW, c.W - c0);
-  const int hs = max(c0 - c.d, 0), twh = min(c0 + tw + c.d, c.W) - hs;
-  const int r0 = rc * c.rows, r1 = min(r0 + c.rows, c.H);
   const int i0 = ic * c.KC, ni = min(c.KC, c.k - i0), j0 = jc * c.KC, nj = min(c.KC, c.k - j0);
   const scalar_t* a = x1 + ((int64_t)nn * c.k + i0) * HW;
   const scalar_t* b = x2 + ((int64_t)nn * c.k + j0) * HW;
@@ -164,12 +181,10 @@ template <typename scalar_t, typename A>
 __global__ void __launch_bounds__(256) box_backward_kernel(const A* __restrict__ G, const scalar_t* __restrict__ x1,
                                                            const scalar_t* __restrict__ x2, scalar_t* __restrict__ dx1,
                                                            scalar_t* __restrict__ dx2, BoxCfg c) {
-  const int ct = blockIdx.x % c.nct, rc = blockIdx.x / c.nct % c.nrc, nn = blockIdx.x / c.nct / c.nrc;
+  const BoxTile t = box_tile(c);
+  const int nn = t.nn, c0 = t.c0, tw = t.tw, hs = t.hs, twh = t.twh, r0 = t.r0, r1 = t.r1;
   const int which = blockIdx.z / c.nkc, oc = blockIdx.z % c.nkc;
   const int64_t HW = (int64_t)c.H * c.W;
-  const int c0 = ct * c.TW, tw = min(c.TW, c.W - c0);
-  const int hs = max(c0 - c.d, 0), twh = min(c0 + tw + c.d, c.W) - hs;
-  const int r0 = rc * c.rows, r1 = min(r0 + c.rows, c.H);
   const int o0 = oc * c.KC, no = min(c.KC, c.k - o0), KP = (c.KC + 7) & ~7;
   const scalar_t* src = (which ? x1 : x2) + (int64_t)nn * c.k * HW;
   scalar_t* dst = (which ? dx2 : dx1) + (int64_t)nn * c.k * HW;
