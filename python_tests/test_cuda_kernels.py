@@ -253,3 +253,15 @@ def test_argument_errors():
         ops.joint_backward(torch.zeros(3, 3, device="cuda"), x1, x2, 1, False)
     with pytest.raises(RuntimeError, match="joint"):
         ops.mi(torch.zeros(3, 4, device="cuda"), 1.0, False)
+
+
+@pytest.mark.parametrize("tiles", [None, (2, 3), (16, 16)])
+@pytest.mark.parametrize("dtype", [torch.float64, torch.float32])
+def test_tiled_fft_on_the_gpu_small(tiles, dtype):
+    # the pure-PyTorch FFT path (cuFFT + batched complex GEMM) with one tile and with many
+    x1, x2 = (x.requires_grad_(True) for x in maps(2, 5, 37, 29, dtype=dtype))
+    J = reference.joint_fft(x1, x2, 4, tiles=tiles)
+    assert_rel(J, truth(x1, x2, 4, False), TOL[dtype])
+    G = torch.randn_like(J)
+    for got, want in zip(torch.autograd.grad((J * G).sum(), (x1, x2)), grads_truth(G, x1, x2, 4, False)):
+        assert_rel(got, want, TOL[dtype])
