@@ -12,6 +12,7 @@ Three ways to get J, all differentiable:
 """
 from __future__ import annotations
 
+import functools
 import math
 import sys
 from typing import List, Optional, Tuple
@@ -82,7 +83,7 @@ def _axis_tilings(L: int, d: int) -> List[Tuple[int, int, int]]:
     smallest tile of at least 16 (and 3d) whose FFT size is smooth."""
     options, counts = [(L, *_axis_tiling(L, L, d))], {1}
     for N in range(max(2 * d + 16, 3 * d), L + 2 * d):
-        count = -(-L // (N - 2 * d))
+        count, _ = _axis_tiling(L, N - 2 * d, d)
         if count not in counts and _smooth(N):
             counts.add(count)
             options.append((N - 2 * d, count, N))
@@ -90,7 +91,15 @@ def _axis_tilings(L: int, d: int) -> List[Tuple[int, int, int]]:
 
 
 def fft_tiles(n: int, k: int, H: int, W: int, d: int) -> Tuple[int, int]:
-    """Tile sides (Ty, Tx) for ``joint_fft`` from a flop model of its forward + backward.
+    """Tile sides (Ty, Tx) for ``joint_fft``: ``_model_tiles``, cached per shape outside torch.compile (which
+    evaluates it once while tracing and does not trace through caches)."""
+    if torch.compiler.is_compiling():
+        return _model_tiles(n, k, H, W, d)
+    return _model_tiles_cached(n, k, H, W, d)
+
+
+def _model_tiles(n: int, k: int, H: int, W: int, d: int) -> Tuple[int, int]:
+    """Tile sides (Ty, Tx) from a flop model of the tiled FFT's forward + backward.
 
     Cost per FFT point, weights fitted to CPU timings: log2(points) for each of the 4 n k tile transforms and
     the 2 k^2 transforms of the joint and its gradient, 10 per tile and class for the spectrum transposes and
@@ -105,6 +114,9 @@ def fft_tiles(n: int, k: int, H: int, W: int, d: int) -> Tuple[int, int]:
             if best is None or cost < best[0]:
                 best = (cost, Ty, Tx)
     return best[1], best[2]
+
+
+_model_tiles_cached = functools.lru_cache(maxsize=256)(_model_tiles)
 
 
 def _spectra(x: torch.Tensor, size: Tuple[int, int]) -> torch.Tensor:
