@@ -55,22 +55,23 @@ def _default_init(net: nn.Module) -> None:
             m.reset_parameters()
 
 
-class SmallSegNet(SingleHeadNet):
+class _DefaultInit:
+    """Mixin placed before SingleHeadNet / TwoHeadNet: re-initialises the built net's convs with PyTorch's
+    defaults (see the module docstring)."""
+
+    def __init__(self, **kwargs: Any) -> None:
+        super().__init__(**kwargs)
+        _default_init(self)
+
+
+class SmallSegNet(_DefaultInit, SingleHeadNet):
     __doc__ = _doc("small VGG (5 conv, width 32-64)", "Single-head segmentation net")
     family = FAMILY_SMALL
 
-    def __init__(self, **kwargs: Any) -> None:
-        super().__init__(**kwargs)
-        _default_init(self)
 
-
-class SmallSegNetTwoHead(TwoHeadNet):
+class SmallSegNetTwoHead(_DefaultInit, TwoHeadNet):
     __doc__ = _doc("small VGG (5 conv, width 32-64)", "Two-head segmentation net (Textures-3)")
     family = FAMILY_SMALL
-
-    def __init__(self, **kwargs: Any) -> None:
-        super().__init__(**kwargs)
-        _default_init(self)
 
 
 class SmallClusterNet(SingleHeadNet):
