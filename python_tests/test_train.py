@@ -147,6 +147,20 @@ def test_micro_batch_gives_the_full_batch_gradient(tmp_path, make):
         torch.testing.assert_close(g0, g1, rtol=1e-4, atol=1e-7)
 
 
+@pytest.mark.parametrize("make", [seg_config, clu_config], ids=["segmentation", "clustering"])
+def test_channels_last_gives_the_same_step(tmp_path, make):
+    grads, losses = [], []
+    for nhwc in (False, True):
+        trainer = Trainer(make(channels_last=nhwc, seed=3), str(tmp_path / str(nhwc)))
+        conv = next(m for m in trainer.net.modules() if isinstance(m, nn.Conv2d) and m.in_channels > 1)
+        assert conv.weight.is_contiguous(memory_format=torch.channels_last) == nhwc
+        losses.append(trainer.train_step("B"))
+        grads.append([p.grad.contiguous() for p in trainer.net.parameters() if p.grad is not None])
+    torch.testing.assert_close(torch.tensor(losses[0]), torch.tensor(losses[1]), rtol=1e-5, atol=1e-6)
+    for g0, g1 in zip(*grads):
+        torch.testing.assert_close(g0, g1, rtol=1e-3, atol=1e-5)
+
+
 def test_presets_and_overrides():
     for name in PRESETS:
         c = preset(name)

@@ -22,7 +22,7 @@ from .checkpoint import load
 from .config import TrainConfig
 from .data import RunData, build_data, build_net, eval_loader
 from .report import plot_predictions
-from .runtime import amp_dtype, autocast_factory, resolve_device
+from .runtime import amp_dtype, autocast_factory, resolve_device, use_channels_last
 
 
 class Evaluator:
@@ -101,6 +101,8 @@ def evaluate_run(run_dir: str, checkpoint: str = "best", *, device: str = "auto"
     dev = resolve_device(device)
     data = build_data(config, dev)
     net = build_net(config, data).to(dev)
+    if config.channels_last:
+        use_channels_last(net)
     net.load_state_dict(state["net"])
     autocast = autocast_factory(amp_dtype(config.amp, dev), dev)
     losses = state["stats"]["last_losses"] or [0.0] * config.num_sub_heads

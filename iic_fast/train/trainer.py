@@ -25,7 +25,7 @@ from .config import TrainConfig
 from .data import build_data, build_net
 from .evaluation import Evaluator
 from .report import MetricsLog, plot_curves, write_json
-from .runtime import amp_dtype, autocast_factory, init_distributed, resolve_device
+from .runtime import amp_dtype, autocast_factory, init_distributed, resolve_device, use_channels_last
 from .steps import NonFiniteLossError, PairNet, StepRunner
 
 
@@ -50,6 +50,8 @@ class Trainer:
         ck.seed_everything(config.seed)
         self.data = build_data(config, self.device, self.rank, self.world)
         self.net = (net if net is not None else build_net(config, self.data)).to(self.device)
+        if config.channels_last:
+            use_channels_last(self.net)
         self.pair_net: nn.Module = PairNet(self.net, config.two_head)
         if self.world > 1:
             self.pair_net = nn.parallel.DistributedDataParallel(
