@@ -159,6 +159,8 @@ def test_channels_last_gives_the_same_step(tmp_path, make):
     torch.testing.assert_close(torch.tensor(losses[0]), torch.tensor(losses[1]), rtol=1e-5, atol=1e-6)
     for g0, g1 in zip(*grads):
         torch.testing.assert_close(g0, g1, rtol=1e-3, atol=1e-5)
+    with pytest.raises(ValueError, match="expected input"):  # the net's own check, not a layout error
+        trainer.net(torch.zeros(2, 8, 8))
 
 
 def test_presets_and_overrides():
