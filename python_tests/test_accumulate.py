@@ -1,6 +1,5 @@
 """JointAccumulator: micro-batched and multi-process gradients equal the full-batch gradient."""
 import os
-import socket
 
 import pytest
 import torch
@@ -103,25 +102,22 @@ def test_misuse_gives_clear_errors():
         JointAccumulator(d=-1)
 
 
-def _free_port():
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
-def _ddp_worker(rank, world, port, out_dir):
-    os.environ.update(MASTER_ADDR="127.0.0.1", MASTER_PORT=str(port))
-    dist.init_process_group("gloo", rank=rank, world_size=world)
+def _ddp_worker(rank, world, store_file, out_dir):
+    # A FileStore rendezvous: no port to race for and no TCPStore server thread in rank 0 (a CI run once
+    # aborted in rank 0 with "terminate called without an active exception").
+    dist.init_process_group("gloo", init_method=f"file://{store_file}", rank=rank, world_size=world)
     torch.set_num_threads(1)
     net = nn.parallel.DistributedDataParallel(_segmentation_net(torch.float64))
     img1, img2, mask = (t.chunk(world)[rank] for t in _batch(6, torch.float64))
     loss, grads = _micro_batch_grads(net, img1, img2, mask, 2, False, 1.5, 2)
     torch.save({"loss": loss, "grads": grads}, os.path.join(out_dir, f"rank{rank}.pt"))
+    del net                                  # release DDP's reducer before its process group goes
+    dist.barrier()                           # no rank tears down while the other still communicates
     dist.destroy_process_group()
 
 
 def test_two_gloo_processes_equal_one_process(tmp_path):
-    mp.spawn(_ddp_worker, args=(2, _free_port(), str(tmp_path)), nprocs=2, join=True)
+    mp.spawn(_ddp_worker, args=(2, str(tmp_path / "store"), str(tmp_path)), nprocs=2, join=True)
     net = _segmentation_net(torch.float64)
     full_loss, full = _full_batch_grads(net, *_batch(6, torch.float64), 2, False, 1.5)
     for rank in range(2):
