@@ -19,8 +19,10 @@ pytestmark = pytest.mark.filterwarnings("ignore:iic_fast. no compiled kernels")
 
 TINY_SEG = dict(n_train=16, n_test=4, input_size=32, batch_size=4, progress=False, log_every=1)
 # lamb_B 1.0: with the digits preset's 1.2, near-uniform outputs of a fresh net sit on a plateau of the
-# entropy-weighted loss that a dozen steps do not leave
-TINY_CLU = dict(batch_size=40, repeats=5, num_sub_heads=2, lamb_B=1.0, progress=False, log_every=1)
+# entropy-weighted loss that a dozen steps do not leave. One-step passes and 2 warm-up epochs, so that a
+# 6-step run crosses the head-A warm-up into B_then_A (A, A, B, B, A, B)
+TINY_CLU = dict(batch_size=40, repeats=5, num_sub_heads=2, lamb_B=1.0, epoch_steps=1, head_A_warmup_epochs=2,
+                progress=False, log_every=1)
 
 
 def seg_config(**kw):
@@ -163,6 +165,29 @@ def test_channels_last_gives_the_same_step(tmp_path, make):
         torch.testing.assert_close(g0, g1, rtol=1e-3, atol=1e-5)
     with pytest.raises(ValueError, match="expected input"):  # the net's own check, not a layout error
         trainer.net(torch.zeros(2, 8, 8))
+
+
+def test_head_A_warmup_trains_head_A_alone_first(tmp_path):
+    c = clu_config(head_A_warmup_epochs=2, epoch_steps=1, max_steps=5, eval_every=5)
+    Trainer(c, str(tmp_path)).fit()
+    trained = [sorted(k[5:] for k in r if k.startswith("loss_") and "no_lamb" not in k)
+               for r in _read(tmp_path / "metrics.jsonl") if r["kind"] == "train"]
+    assert trained == [["A"], ["A"], ["B"], ["B"], ["A"]]  # 2 warm-up epochs, then B_then_A (B, B, A)
+    with pytest.raises(ValueError, match="head_A_warmup_epochs must be >= 0"):
+        preset("digits", head_A_warmup_epochs=-1)
+    with pytest.raises(ValueError, match="head_A_warmup_epochs needs a two-head net"):
+        preset("stl10-iidplus", head_A_warmup_epochs=1)
+
+
+def test_head_B_detached_trains_only_head_B_in_B_steps(tmp_path):
+    trainer = Trainer(clu_config(head_B_detached=True), str(tmp_path))
+    net = trainer.net
+    for head, trunk_learns in (("B", False), ("A", True)):
+        trainer.train_step(head)
+        assert all((p.grad is not None) == trunk_learns for p in net.trunk.parameters()), head
+        assert all(p.grad is not None for p in getattr(net, f"head_{head}").parameters()), head
+    with pytest.raises(ValueError, match="head_B_detached needs a two-head net"):
+        preset("stl10-iidplus", head_B_detached=True)
 
 
 def test_presets_and_overrides():

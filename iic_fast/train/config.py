@@ -12,6 +12,8 @@ Semantics shared by every preset:
   ``alternate``: one head per epoch, A, B, A, B, ... (the schedule of the runs behind the paper);
   ``A_then_B`` / ``B_then_A``: ``head_A_epochs`` passes of A and ``head_B_epochs`` of B inside each
   epoch (the released scripts); ``single``: single-head nets (IID+).
+  ``head_A_warmup_epochs`` w > 0 (two-head nets) first trains head A alone for w epochs of one pass
+  each, so the main head starts on a trunk already shaped by overclustering (see the digits preset).
   Evaluation follows every epoch (or every ``eval_every`` steps), and the end of training.
 - **mode**: ``iid`` trains and evaluates as the paper's fully unsupervised runs (for the paper's
   datasets transductively on the training images; for the embedded sets on a held-out test split,
@@ -70,6 +72,8 @@ class TrainConfig:
     head_schedule: str = "alternate"
     head_A_epochs: int = 1
     head_B_epochs: int = 1
+    head_A_warmup_epochs: int = 0  # epochs of head A alone before head_schedule starts
+    head_B_detached: bool = False  # head B trains on constant trunk features: only head A shapes the trunk
     epoch_steps: int = 0
     max_epochs: int = 0
     max_steps: int = 0
@@ -118,6 +122,9 @@ class TrainConfig:
         if (self.head_schedule == "single") == self.two_head:
             raise ValueError("head_schedule 'single' goes with output_k_A = None (single-head nets), "
                              "and only with them")
+        for name in ("head_A_warmup_epochs", "head_B_detached"):
+            if getattr(self, name) and not self.two_head:
+                raise ValueError(f"{name} needs a two-head net (output_k_A set)")
         if self.lr_schedule not in LR_SCHEDULES:
             raise ValueError(f"lr_schedule must be one of {LR_SCHEDULES}, got {self.lr_schedule!r}")
         if self.log_every < 1:
@@ -130,7 +137,7 @@ class TrainConfig:
         if self.micro_batch < 0:
             raise ValueError(f"micro_batch must be >= 0, got {self.micro_batch}")
         for name in ("max_epochs", "max_steps", "epoch_steps", "eval_every", "head_A_epochs",
-                     "head_B_epochs"):
+                     "head_B_epochs", "head_A_warmup_epochs"):
             if getattr(self, name) < 0:
                 raise ValueError(f"{name} must be >= 0, got {getattr(self, name)}")
         if self.max_minutes < 0 or self.lr <= 0:
@@ -172,7 +179,7 @@ PRESETS: Dict[str, Dict[str, Any]] = {
     # shear, stronger jitter, 50 sub-heads, cosine lr, k_A 50, pairs with pixel-space nearest neighbours
     "digits": dict(dataset="digits", gt_k=10, arch="SmallClusterNetTwoHead", output_k_A=100, output_k_B=10,
                    num_sub_heads=25, repeats=5, batch_size=350, lr=1e-3, lamb_B=1.2, d=0, head_schedule="B_then_A",
-                   head_B_epochs=2, max_steps=1500, max_minutes=9.0,
+                   head_B_epochs=2, head_A_warmup_epochs=30, max_steps=1500, max_minutes=9.0,
                    pairs={"crop2": [7, 8], "rot_deg": 8.0, "jitter": [0.1, 0.1, 0.0, 0.0]}),
     # --- segmentation, fully unsupervised (Table 4)
     "potsdam3": _paper(**_SEG_IID, **_POTSDAM, dataset="potsdam3", gt_k=3, output_k_A=24, output_k_B=3,

@@ -52,7 +52,7 @@ class Trainer:
         self.net = (net if net is not None else build_net(config, self.data)).to(self.device)
         if config.channels_last:
             use_channels_last(self.net)
-        self.pair_net: nn.Module = PairNet(self.net, config.two_head)
+        self.pair_net: nn.Module = PairNet(self.net, config.two_head, config.head_B_detached)
         if self.world > 1:
             self.pair_net = nn.parallel.DistributedDataParallel(
                 self.pair_net, device_ids=[self.device] if self.device.type == "cuda" else None,
@@ -89,6 +89,8 @@ class Trainer:
         c = self.config
         if c.head_schedule == "single":
             return ["B"]
+        if epoch < c.head_A_warmup_epochs:
+            return ["A"]
         if c.head_schedule == "alternate":
             return ["A" if epoch % 2 == 0 else "B"]
         a, b = ["A"] * c.head_A_epochs, ["B"] * c.head_B_epochs
