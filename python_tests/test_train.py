@@ -179,17 +179,6 @@ def test_head_A_warmup_trains_head_A_alone_first(tmp_path):
         preset("stl10-iidplus", head_A_warmup_epochs=1)
 
 
-def test_head_B_detached_trains_only_head_B_in_B_steps(tmp_path):
-    trainer = Trainer(clu_config(head_B_detached=True), str(tmp_path))
-    net = trainer.net
-    for head, trunk_learns in (("B", False), ("A", True)):
-        trainer.train_step(head)
-        assert all((p.grad is not None) == trunk_learns for p in net.trunk.parameters()), head
-        assert all(p.grad is not None for p in getattr(net, f"head_{head}").parameters()), head
-    with pytest.raises(ValueError, match="head_B_detached needs a two-head net"):
-        preset("stl10-iidplus", head_B_detached=True)
-
-
 def test_presets_and_overrides():
     for name in PRESETS:
         c = preset(name)

@@ -262,6 +262,21 @@ def test_clustering_pairs_shapes_and_eval():
     assert d1.shape == (4, 1, 8, 8)
 
 
+def test_clustering_shift_is_an_integer_translation_with_zero_fill():
+    x = torch.rand(64, 1, 8, 8) + 0.5  # no zeros inside, so the zero fill shows the shift
+    plain = dict(crop1=8, crop2=8, input_size=8, flip_p=0.0, jitter=(0.0,) * 4, sobel=False, colour_channels=1)
+    y = ClusteringPairs(shift=1, shift_p=1.0, **plain).tf2(x, gen(4))
+    padded = torch.nn.functional.pad(x, (1, 1, 1, 1))
+    seen = set()
+    for i in range(64):
+        hits = [(dy, dx) for dy in (-1, 0, 1) for dx in (-1, 0, 1)
+                if torch.allclose(y[i], padded[i, :, 1 - dy:9 - dy, 1 - dx:9 - dx], atol=1e-6)]
+        assert len(hits) == 1, i
+        seen.add(hits[0])
+    assert len(seen) == 9  # every shift in [-1, 1]^2 occurs
+    torch.testing.assert_close(ClusteringPairs(shift=1, shift_p=0.0, **plain).tf2(x, gen(4)), x, atol=1e-6, rtol=0)
+
+
 def test_pairs_deterministic_under_seed():
     x = torch.randint(0, 256, (6, 3, 40, 40), dtype=torch.uint8)
     seg = segmentation_preset("cocostuff", random_affine=True)

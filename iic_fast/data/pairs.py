@@ -12,6 +12,7 @@ from dataclasses import dataclass, replace
 from typing import Sequence
 
 import torch
+import torch.nn.functional as F
 
 from .transforms import (
     as_float, color_jitter, crop_resize_theta, identity_affine, rand, random_affine, random_crop,
@@ -111,6 +112,8 @@ class ClusteringPairs:
     tf1_mode: "random", "center" or "random_or_center" (per-sample choice, MNIST tf1).
     input_size: output side after resizing the crop (bilinear, half-pixel centres).
     flip_p, jitter: tf2 only. rot_deg / rot_p: tf2 rotation of the whole image before cropping.
+    shift / shift_p: with probability shift_p, tf2 first translates the image by a uniform integer
+        (dy, dx) in [-shift, shift]^2 (exact copy, zero fill); 0 = off.
     sobel / include_rgb / colour_channels: as in ``SegmentationPairs``. repeats: r tf2 views.
     """
 
@@ -122,6 +125,8 @@ class ClusteringPairs:
     jitter: tuple[float, float, float, float] = (0.4, 0.4, 0.4, 0.125)
     rot_deg: float = 0.0
     rot_p: float = 0.5
+    shift: int = 0
+    shift_p: float = 0.5
     sobel: bool = True
     include_rgb: bool = False
     colour_channels: int = 3
@@ -155,9 +160,12 @@ class ClusteringPairs:
         return self._channels(sample_crops(x, crop_resize_theta(x.shape[-2:], self.input_size, boxes), self.input_size))
 
     def tf2(self, x: Tensor, generator: torch.Generator | None = None) -> Tensor:
-        """(n, C, H, W) uint8/float -> (n, C', s, s): [rotation], crop, resize, flip, jitter."""
+        """(n, C, H, W) uint8/float -> (n, C', s, s): [shift], [rotation], crop, resize, flip, jitter."""
         x = as_float(x)
         n = x.shape[0]
+        if self.shift > 0:
+            shifted = random_crop([F.pad(x, (self.shift,) * 4)], x.shape[-1], generator)[0]
+            x = torch.where((rand(n, generator, x.device) < self.shift_p).view(-1, 1, 1, 1), shifted, x)
         boxes = self._boxes(n, x.shape[-2:], self.crop2, "random", generator)
         flip = rand(n, generator, "cpu") < self.flip_p
         rot = None

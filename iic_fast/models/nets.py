@@ -87,11 +87,8 @@ class IICNet(nn.Module):
                              f"inputs, got {tuple(x.shape[-2:])}")
         return self.trunk(x)
 
-    def _run(self, x: torch.Tensor, head: SubHeads, return_logits: Optional[bool],
-             trunk_grad: bool = True) -> list[torch.Tensor]:
-        with torch.set_grad_enabled(trunk_grad and torch.is_grad_enabled()):
-            features = self.features(x)
-        return head(features, out_size=x.shape[-2:], return_logits=return_logits)
+    def _run(self, x: torch.Tensor, head: SubHeads, return_logits: Optional[bool]) -> list[torch.Tensor]:
+        return head(self.features(x), out_size=x.shape[-2:], return_logits=return_logits)
 
 
 class SingleHeadNet(IICNet):
@@ -123,17 +120,14 @@ class TwoHeadNet(IICNet):
                          num_sub_heads=num_sub_heads, batchnorm_track=batchnorm_track,
                          return_logits=return_logits, head_options=head_options)
 
-    def forward(self, x: torch.Tensor, head: str = "B", return_logits: Optional[bool] = None,
-                trunk_grad: bool = True) -> list[torch.Tensor]:
+    def forward(self, x: torch.Tensor, head: str = "B",
+                return_logits: Optional[bool] = None) -> list[torch.Tensor]:
         """(n, in_channels, H, W) -> list of ``num_sub_heads`` outputs of head ``"A"`` or ``"B"``:
-        (n, k_head) for clustering, (n, k_head, H, W) for segmentation.
-
-        ``trunk_grad=False`` runs the trunk without autograd, so a loss on this head trains the head
-        only (its features are constants for the backward pass)."""
+        (n, k_head) for clustering, (n, k_head, H, W) for segmentation."""
         if head == "A":
-            return self._run(x, self.head_A, return_logits, trunk_grad)
+            return self._run(x, self.head_A, return_logits)
         if head == "B":
-            return self._run(x, self.head_B, return_logits, trunk_grad)
+            return self._run(x, self.head_B, return_logits)
         raise ValueError(f"head must be 'A' or 'B', got {head!r}")
 
 

@@ -26,17 +26,15 @@ class NonFiniteLossError(RuntimeError):
 
 class PairNet(nn.Module):
     """Runs the network on both images of a pair in one ``forward`` (two separate calls inside, as
-    the original, so BatchNorm sees each batch alone); one forward per backward keeps DDP happy.
-    ``head_B_detached``: head B's passes train head B only (the trunk runs without autograd)."""
+    the original, so BatchNorm sees each batch alone); one forward per backward keeps DDP happy."""
 
-    def __init__(self, net: nn.Module, two_head: bool, head_B_detached: bool = False) -> None:
+    def __init__(self, net: nn.Module, two_head: bool) -> None:
         super().__init__()
-        self.net, self.two_head, self.head_B_detached = net, two_head, head_B_detached
+        self.net, self.two_head = net, two_head
 
     def forward(self, x1: torch.Tensor, x2: torch.Tensor, head: str) -> Tuple[List[torch.Tensor], List[torch.Tensor]]:
         if self.two_head:
-            kw = {"trunk_grad": False} if self.head_B_detached and head == "B" else {}
-            return self.net(x1, head=head, **kw), self.net(x2, head=head, **kw)
+            return self.net(x1, head=head), self.net(x2, head=head)
         return self.net(x1), self.net(x2)
 
 

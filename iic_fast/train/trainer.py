@@ -52,7 +52,7 @@ class Trainer:
         self.net = (net if net is not None else build_net(config, self.data)).to(self.device)
         if config.channels_last:
             use_channels_last(self.net)
-        self.pair_net: nn.Module = PairNet(self.net, config.two_head, config.head_B_detached)
+        self.pair_net: nn.Module = PairNet(self.net, config.two_head)
         if self.world > 1:
             self.pair_net = nn.parallel.DistributedDataParallel(
                 self.pair_net, device_ids=[self.device] if self.device.type == "cuda" else None,
