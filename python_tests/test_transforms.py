@@ -275,6 +275,11 @@ def test_clustering_shift_is_an_integer_translation_with_zero_fill():
         seen.add(hits[0])
     assert len(seen) == 9  # every shift in [-1, 1]^2 occurs
     torch.testing.assert_close(ClusteringPairs(shift=1, shift_p=0.0, **plain).tf2(x, gen(4)), x, atol=1e-6, rtol=0)
+    for bad in (dict(shift=-1), dict(shift_p=1.5)):
+        with pytest.raises(ValueError, match=next(iter(bad))):
+            ClusteringPairs(**bad)
+    with pytest.raises(ValueError, match="shift needs square images"):
+        ClusteringPairs(shift=1, **plain).tf2(torch.rand(2, 1, 8, 10), gen(4))
 
 
 def test_pairs_deterministic_under_seed():

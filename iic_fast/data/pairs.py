@@ -132,6 +132,12 @@ class ClusteringPairs:
     colour_channels: int = 3
     repeats: int = 5
 
+    def __post_init__(self) -> None:
+        if self.shift < 0:
+            raise ValueError(f"shift must be >= 0, got {self.shift}")
+        if not 0.0 <= self.shift_p <= 1.0:
+            raise ValueError(f"shift_p must be in [0, 1], got {self.shift_p}")
+
     def _channels(self, x: Tensor) -> Tensor:
         return sobel_process(x, self.colour_channels, self.include_rgb) if self.sobel else x
 
@@ -164,6 +170,8 @@ class ClusteringPairs:
         x = as_float(x)
         n = x.shape[0]
         if self.shift > 0:
+            if x.shape[-2] != x.shape[-1]:
+                raise ValueError(f"shift needs square images, got {tuple(x.shape[-2:])}")
             shifted = random_crop([F.pad(x, (self.shift,) * 4)], x.shape[-1], generator)[0]
             x = torch.where((rand(n, generator, x.device) < self.shift_p).view(-1, 1, 1, 1), shifted, x)
         boxes = self._boxes(n, x.shape[-2:], self.crop2, "random", generator)
