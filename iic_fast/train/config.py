@@ -163,7 +163,7 @@ PRESETS: Dict[str, Dict[str, Any]] = {
     # --- embedded sets (no files): the defaults of a fresh machine
     # SmallSegNetTwoHead, A 12 / B 3, batch 16, heads alternate every step. 4096 training mosaics and lr 1e-3
     # gave 0.894 / 0.889 (seeds 0, 1) at 1500 steps, against 0.874 with 512 mosaics, lr 4e-4, 1100 steps;
-    # channels_last made steps 1.25-1.7x faster: 2000 steps gave 0.916 / 0.897, 2500 steps (2 threads, stopped by
+    # channels_last made steps ~1.2x faster: 2000 steps gave 0.916 / 0.897, 2500 steps (2 threads, stopped by
     # the 9-minute budget at steps 2243 / 2019) 0.918 / 0.909
     "textures3": dict(d=8, epoch_steps=1, eval_every=100, lr_schedule="cosine", lr=1e-3, n_train=4096,
                       max_steps=2500, max_minutes=9.0),

@@ -54,7 +54,8 @@ def use_channels_last(net: nn.Module) -> nn.Module:
     inputs pass through to the net's own shape check); returns it.
 
     Same numbers to float rounding, faster convolutions: on the 2-core CPU the Textures-3 training step
-    runs 1.25x (2 threads) to 1.7x (1 thread) faster; NHWC is also the layout tensor cores want under AMP."""
+    runs about 1.2x faster on 2 threads and on 1 (benchmarks/bench_layout.py); NHWC is also the layout
+    tensor cores want under AMP."""
 
     def to_nhwc(module: nn.Module, args: Tuple[Any, ...]) -> Tuple[Any, ...]:
         x, *rest = args
