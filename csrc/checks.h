@@ -1,9 +1,9 @@
-// Argument checks shared by the CPU and CUDA kernels; every message names the bad argument.
+// Argument checks shared by the CPU and CUDA kernels; every message names the bad argument. Defined in checks.cpp.
 #pragma once
 #include <ATen/core/Tensor.h>
-#include <c10/util/Exception.h>
 
-#include <algorithm>
+#include <cstddef>
+#include <cstdint>
 
 namespace iic_fast {
 
@@ -13,49 +13,18 @@ inline int64_t num_shifts(int64_t d, bool collapsed) {
 }
 
 // x1, x2: (n, k, H, W), same floating dtype and device; 0 <= d <= max(H, W).
-inline void check_joint_inputs(const at::Tensor& x1, const at::Tensor& x2, int64_t d, c10::DeviceType device) {
-  TORCH_CHECK(x1.dim() == 4, "iic_fast: x1 must have shape (n, k, H, W), got ", x1.sizes());
-  TORCH_CHECK(x2.sizes() == x1.sizes(), "iic_fast: x2 must have the shape of x1 ", x1.sizes(), ", got ",
-              x2.sizes());
-  TORCH_CHECK(x1.scalar_type() == x2.scalar_type(), "iic_fast: x1 and x2 must have one dtype, got ",
-              x1.scalar_type(), " and ", x2.scalar_type());
-  TORCH_CHECK(at::isFloatingType(x1.scalar_type()), "iic_fast: x1 must be floating point, got ",
-              x1.scalar_type());
-  TORCH_CHECK(x1.device().type() == device && x2.device() == x1.device(),
-              "iic_fast: x1 and x2 must be on one ", c10::DeviceTypeName(device), " device, got ", x1.device(),
-              " and ", x2.device());
-  TORCH_CHECK(x1.size(1) > 0, "iic_fast: x1 must have k >= 1 classes, got shape ", x1.sizes());
-  TORCH_CHECK(d >= 0, "iic_fast: d must be >= 0, got ", d);
-  TORCH_CHECK(d <= std::max(x1.size(2), x1.size(3)), "iic_fast: d=", d, " exceeds the image size ",
-              x1.size(2), "x", x1.size(3));
-}
+void check_joint_inputs(const at::Tensor& x1, const at::Tensor& x2, int64_t d, c10::DeviceType device);
 
 // grad: dL/dJ of the joint op's output, (S, k, k) or (k, k) when collapsed.
-inline void check_joint_grad(const at::Tensor& grad, const at::Tensor& x1, int64_t d, bool collapsed) {
-  const int64_t k = x1.size(1);
-  const bool ok = collapsed ? (grad.dim() == 2 && grad.size(0) == k && grad.size(1) == k)
-                            : (grad.dim() == 3 && grad.size(0) == num_shifts(d, false) && grad.size(1) == k &&
-                               grad.size(2) == k);
-  TORCH_CHECK(ok, "iic_fast: grad_joint has shape ", grad.sizes(), ", expected the joint's shape for k=", k,
-              ", d=", d, ", collapsed=", collapsed);
-  TORCH_CHECK(grad.device() == x1.device(), "iic_fast: grad_joint must be on ", x1.device(), ", got ",
-              grad.device());
-}
+void check_joint_grad(const at::Tensor& grad, const at::Tensor& x1, int64_t d, bool collapsed);
 
 // joint: (S, k, k) or (k, k), a floating tensor.
-inline void check_mi_input(const at::Tensor& joint, c10::DeviceType device) {
-  TORCH_CHECK((joint.dim() == 2 || joint.dim() == 3) && joint.size(-1) == joint.size(-2) && joint.size(-1) > 0,
-              "iic_fast: joint must have shape (S, k, k) or (k, k), got ", joint.sizes());
-  TORCH_CHECK(at::isFloatingType(joint.scalar_type()), "iic_fast: joint must be floating point, got ",
-              joint.scalar_type());
-  TORCH_CHECK(joint.device().type() == device, "iic_fast: joint must be on a ", c10::DeviceTypeName(device),
-              " device, got ", joint.device());
-}
+void check_mi_input(const at::Tensor& joint, c10::DeviceType device);
 
 // Any tensor argument that must hold floating values; `name` is the argument's name in the op schema.
-inline void check_floating(const at::Tensor& t, const char* name) {
-  TORCH_CHECK(at::isFloatingType(t.scalar_type()), "iic_fast: ", name, " must be floating point, got ",
-              t.scalar_type());
-}
+void check_floating(const at::Tensor& t, const char* name);
+
+// A CUDA kernel's dynamic shared memory (bytes) against the device's opt-in limit per block.
+void check_shared_memory(size_t bytes, size_t limit);
 
 }  // namespace iic_fast

@@ -24,6 +24,23 @@ def test_extension_is_built_with_cuda_when_possible():
         assert info["cuda"] and iic.has_kernels("cuda") == info["cuda"], info
 
 
+
+@pytest.mark.skipif(not iic.has_kernels("cuda"), reason="built without the CUDA kernels")
+def test_cuda_kernels_check_their_arguments_on_the_host():
+    # The CUDA implementations, reached through the dispatcher with CPU tensors (no GPU needed), reject bad
+    # arguments before any CUDA call, with the messages of the CPU ops.
+    cuda = torch._C.DispatchKeySet(torch._C.DispatchKey.CUDA)
+    lib = torch.ops.iic_fast
+    x = torch.rand(1, 3, 4, 4)
+    cases = [(lib.joint.default, (x, x[:, :2], 1, False), r"x2 must have the shape of x1 \[1, 3, 4, 4\]"),
+             (lib.joint.default, (x, x, 1, False), "x1 and x2 must be on one CUDA device, got cpu"),
+             (lib.joint_backward.default, (torch.zeros(3, 3), x, x, 1, False), "must be on one CUDA device"),
+             (lib.mi.default, (torch.zeros(3, 4), 1.0, False), r"joint must have shape \(S, k, k\)"),
+             (lib.mi.default, (torch.zeros(3, 3), 1.0, False), "joint must be on a CUDA device, got cpu")]
+    for op, args, message in cases:
+        with pytest.raises(RuntimeError, match=message):
+            op.redispatch(cuda, *args)
+
 def _samples(device):
     for n, k, H, W, d, collapsed in [(2, 3, 5, 4, 1, False), (1, 4, 6, 6, 2, True), (2, 1, 3, 5, 0, False)]:
         x1, x2 = random_maps(n, k, H, W, device=device)

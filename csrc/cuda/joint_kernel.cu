@@ -44,8 +44,7 @@ int sms() { return at::cuda::getCurrentDeviceProperties()->multiProcessorCount; 
 template <typename K>
 void allow_smem(K kernel, size_t bytes) {
   const size_t limit = at::cuda::getCurrentDeviceProperties()->sharedMemPerBlockOptin;
-  TORCH_CHECK(bytes <= limit, "iic_fast: the CUDA kernel needs ", bytes, " bytes of shared memory for this k and d",
-              " (the device has ", limit, "); use impl='fft' or impl='reference'");
+  check_shared_memory(bytes, limit);
   if (bytes > 48 * 1024)
     C10_CUDA_CHECK(cudaFuncSetAttribute(kernel, cudaFuncAttributeMaxDynamicSharedMemorySize, (int)bytes));
 }
