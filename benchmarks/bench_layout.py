@@ -1,7 +1,8 @@
 """Training-step time of the presets' networks in NCHW against NHWC (``channels_last``) layout.
 
     python benchmarks/bench_layout.py                          # textures3 and digits, all threads
-    python benchmarks/bench_layout.py --threads 1 --out        # also writes benchmarks/results/<date>_<device>_layout.json
+    python benchmarks/bench_layout.py --threads 1 --out        # per-core numbers, written to
+                                                               # benchmarks/results/<date>_<device>_t1_layout.json
 
 One step is ``Trainer.train_step`` of the preset's main head (pair generation, forward of both views,
 IIC loss, backward, Adam), the unit the trainer's budgets count. Both layouts train the same freshly

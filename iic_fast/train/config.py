@@ -172,9 +172,10 @@ PRESETS: Dict[str, Dict[str, Any]] = {
     # split the 1s by horizontal position). 25 sub-heads (picked by lowest loss), 100 overclusters and lamb_B 1.2
     # (main head's marginal-entropy weight) make bad local optima (two digits sharing two clusters) rarer; so does
     # warming head A up alone for 15 epochs (285 steps): head B then starts on a trunk shaped by overclustering.
-    # Seeds 0-4, 2 threads: 0.956 / 0.880 / 0.944 / 0.864 / 0.951 (mean 0.919); without warm-up and shifts
-    # 0.773 / 0.907 / 0.933 / 0.880 / 0.827. 1 thread, seeds 0-3: warm-up 15 without shifts 0.958 / 0.956 /
-    # 0.869 / 0.871, warm-up 30 0.933 / 0.760 / 0.976 / 0.907. Optima depend on the seed and on float rounding (thread count). Tried without
+    # Seeds 0-4, 2 threads: 0.956 / 0.880 / 0.944 / 0.864 / 0.951 (mean 0.919); on another 2-core machine
+    # 0.951 / 0.871 / 0.944 / 0.958 / 0.940 (mean 0.933); without warm-up and shifts 0.773 / 0.907 / 0.933 /
+    # 0.880 / 0.827. 1 thread, seeds 0-3: warm-up 15 without shifts 0.958 / 0.956 / 0.869 / 0.871, warm-up 30
+    # 0.933 / 0.760 / 0.976 / 0.907. Optima depend on the seed and on float rounding (threads, CPU). Tried without
     # gain: 3000 steps, wider net, Sobel input, shear, stronger jitter, 50 sub-heads, cosine lr, k_A 50, pairs with
     # pixel-space nearest neighbours, head B trained on detached trunk features, 3 trunks side by side
     "digits": dict(dataset="digits", gt_k=10, arch="SmallClusterNetTwoHead", output_k_A=100, output_k_B=10,
