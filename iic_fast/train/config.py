@@ -177,7 +177,8 @@ PRESETS: Dict[str, Dict[str, Any]] = {
     # 0.880 / 0.827. 1 thread, seeds 0-3: warm-up 15 without shifts 0.958 / 0.956 / 0.869 / 0.871, warm-up 30
     # 0.933 / 0.760 / 0.976 / 0.907. Optima depend on the seed and on float rounding (threads, CPU). Tried without
     # gain: 3000 steps, wider net, Sobel input, shear, stronger jitter, 50 sub-heads, cosine lr, k_A 50, pairs with
-    # pixel-space nearest neighbours, head B trained on detached trunk features, 3 trunks side by side
+    # pixel-space nearest neighbours, head B trained on detached trunk features, 3 trunks side by side; on the
+    # failing seed 1: batch 700, lamb_B 1.5, lamb_A 1.2, warm-up 20 epochs, 2000 steps (0.78-0.89)
     "digits": dict(dataset="digits", gt_k=10, arch="SmallClusterNetTwoHead", output_k_A=100, output_k_B=10,
                    num_sub_heads=25, repeats=5, batch_size=350, lr=1e-3, lamb_B=1.2, d=0, head_schedule="B_then_A",
                    head_B_epochs=2, head_A_warmup_epochs=15, max_steps=1500, max_minutes=9.0,
