@@ -26,18 +26,16 @@ HERE = os.path.dirname(os.path.abspath(__file__))
 sys.path.insert(0, os.path.dirname(HERE))  # run from a checkout without installing
 from iic_fast.train import Trainer, preset  # noqa: E402
 from bench_loss import git_sha  # noqa: E402
-from bench_pairs import device_slug  # noqa: E402
+from bench_pairs import _sync, device_slug  # noqa: E402
 
 
 def step_timer(trainer: Trainer, head: str, device: str):
     """A function that runs one training step of ``head`` and returns its wall time in seconds."""
     def run() -> float:
-        if device.startswith("cuda"):
-            torch.cuda.synchronize()
+        _sync(device)
         t = time.perf_counter()
         trainer.train_step(head)
-        if device.startswith("cuda"):
-            torch.cuda.synchronize()
+        _sync(device)
         return time.perf_counter() - t
     return run
 
@@ -48,8 +46,7 @@ def compare(name: str, device: str, steps: int, warmup: int, workdir: str) -> di
     for layout, channels_last in (("NCHW", False), ("NHWC", True)):
         config = preset(name, channels_last=channels_last, device=device, progress=False)
         trainer = Trainer(config, out=os.path.join(workdir, f"{name}_{layout}"))
-        head = trainer.phases(10 ** 6)[-1]  # the main head (B) once any warm-up is over
-        timers[layout] = step_timer(trainer, head, device)
+        timers[layout] = step_timer(trainer, "B", device)  # B: the main head (the only one of one-head nets)
     times = {layout: [] for layout in timers}
     for i in range(warmup + steps):
         for layout, run in timers.items():

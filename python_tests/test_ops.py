@@ -24,7 +24,6 @@ def test_extension_is_built_with_cuda_when_possible():
         assert info["cuda"] and iic.has_kernels("cuda") == info["cuda"], info
 
 
-
 @pytest.mark.skipif(not iic.has_kernels("cuda"), reason="built without the CUDA kernels")
 def test_cuda_kernels_check_their_arguments_on_the_host():
     # The CUDA implementations, reached through the dispatcher with CPU tensors (no GPU needed), reject bad
@@ -40,6 +39,7 @@ def test_cuda_kernels_check_their_arguments_on_the_host():
     for op, args, message in cases:
         with pytest.raises(RuntimeError, match=message):
             op.redispatch(cuda, *args)
+
 
 def _samples(device):
     for n, k, H, W, d, collapsed in [(2, 3, 5, 4, 1, False), (1, 4, 6, 6, 2, True), (2, 1, 3, 5, 0, False)]:
