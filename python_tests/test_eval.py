@@ -77,8 +77,12 @@ def test_bad_inputs_raise_named_errors():
         confusion_matrix(p, torch.zeros(5, dtype=torch.long), 2, 2)
     with pytest.raises(ValueError, match="mask"):
         confusion_matrix(p, t, 2, 2, mask=torch.ones(3, dtype=torch.bool))
-    with pytest.raises(ValueError, match="pred"):
+    with pytest.raises(TypeError, match="pred must hold integer labels"):
         confusion_matrix(p.float(), t, 2, 2)
+    with pytest.raises(TypeError, match="num_pred must be an int"):
+        confusion_matrix(p, t, 2.0, 2)
+    with pytest.raises(TypeError, match="conf must hold counts"):
+        nmi(torch.zeros(2, 2, dtype=torch.complex64))
     with pytest.raises(ValueError, match="num_pred"):
         confusion_matrix(p, t, 0, 2)
     with pytest.raises(ValueError, match="num_true"):

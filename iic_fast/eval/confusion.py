@@ -10,21 +10,17 @@ from typing import Optional, Union
 import numpy as np
 import torch
 
+from .._checks import check_int
+
 ArrayLike = Union[torch.Tensor, np.ndarray]
 
 
 def _as_int_tensor(x: ArrayLike, name: str) -> torch.Tensor:
-    """Integer (or bool) tensor view of ``x``; ValueError naming ``name`` for anything else."""
+    """Integer (or bool) tensor view of ``x``; TypeError naming ``name`` for any other dtype."""
     t = torch.as_tensor(x)
     if t.is_floating_point() or t.is_complex():
-        raise ValueError(f"{name} must hold integer labels, got dtype {t.dtype}")
+        raise TypeError(f"{name} must hold integer labels, got dtype {t.dtype}")
     return t
-
-
-def _check_positive(value: int, name: str) -> int:
-    if isinstance(value, bool) or not isinstance(value, (int, np.integer)) or value < 1:
-        raise ValueError(f"{name} must be a positive int, got {value!r}")
-    return int(value)
 
 
 def confusion_matrix(
@@ -48,10 +44,11 @@ def confusion_matrix(
         int64 tensor ``(num_pred, num_true)`` on ``pred``'s device.
 
     Raises:
-        ValueError: bad shapes, dtypes, sizes, or labels out of range (names the argument).
+        TypeError: a non-integer dtype or count; ValueError: bad shapes, sizes, or labels out of range (names the
+            argument).
     """
-    num_pred = _check_positive(num_pred, "num_pred")
-    num_true = _check_positive(num_true, "num_true")
+    num_pred = check_int(num_pred, "num_pred", low=1)
+    num_true = check_int(num_true, "num_true", low=1)
     pred = _as_int_tensor(pred, "pred")
     target = _as_int_tensor(target, "target")
     if pred.shape != target.shape:
@@ -102,8 +99,8 @@ class ConfusionAccumulator:
     def __init__(
         self, num_pred: int, num_true: int, device: Union[str, torch.device, None] = None
     ) -> None:
-        self.num_pred = _check_positive(num_pred, "num_pred")
-        self.num_true = _check_positive(num_true, "num_true")
+        self.num_pred = check_int(num_pred, "num_pred", low=1)
+        self.num_true = check_int(num_true, "num_true", low=1)
         self.device = torch.device(device) if device is not None else torch.device("cpu")
         self.matrix = torch.zeros(
             self.num_pred, self.num_true, dtype=torch.int64, device=self.device

@@ -17,14 +17,14 @@ ArrayLike = Union[torch.Tensor, np.ndarray]
 
 
 def _conf_numpy(conf: ArrayLike, name: str = "conf") -> np.ndarray:
-    """int64 numpy copy of a 2-D, non-negative count matrix; ValueError naming ``name`` otherwise."""
+    """int64 numpy copy of a 2-D, non-negative count matrix; TypeError (dtype) or ValueError naming ``name``."""
     if isinstance(conf, torch.Tensor):
         conf = conf.detach().cpu().numpy()
     c = np.asarray(conf)
     if c.ndim != 2 or c.shape[0] < 1 or c.shape[1] < 1:
         raise ValueError(f"{name} must be a non-empty 2-D (num_pred, num_true) matrix, got shape {c.shape}")
     if not (np.issubdtype(c.dtype, np.integer) or np.issubdtype(c.dtype, np.floating)):
-        raise ValueError(f"{name} must hold counts, got dtype {c.dtype}")
+        raise TypeError(f"{name} must hold counts, got dtype {c.dtype}")
     if np.issubdtype(c.dtype, np.floating):
         if not np.all(np.isfinite(c)) or np.any(c != np.round(c)):
             raise ValueError(f"{name} must hold whole-number counts")
