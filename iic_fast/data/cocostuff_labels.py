@@ -85,21 +85,37 @@ FINE_TO_COARSE: np.ndarray = _build_fine_to_coarse()
 STUFF3_NAMES = ("sky", "plant", "ground")
 #: COCO-Stuff-15 classes: coarse 12..26 shifted to 0..14.
 STUFF15_NAMES = COARSE_NAMES[12:]
+#: Class names per number of COCO-Stuff classes (27: every coarse category, things and stuff).
+CLASS_NAMES = {3: STUFF3_NAMES, 15: STUFF15_NAMES, 27: COARSE_NAMES}
 
 
-def fine_to_target_table(classes: int, fine_to_coarse: np.ndarray = FINE_TO_COARSE) -> np.ndarray:
+def fine_to_target_table(classes: int, fine_to_coarse: np.ndarray = FINE_TO_COARSE, *,
+                         unlabelled_as_sky: bool = False) -> np.ndarray:
     """Lookup table (256,) int64 from PNG value to target class, -1 for masked pixels.
 
     ``classes`` 3: sky/plant/ground -> 0/1/2, everything else (things, other stuff, 255) -> -1.
-    ``classes`` 15: coarse stuff 12..26 -> 0..14, things and unlabelled -> -1."""
+    ``classes`` 15: coarse stuff 12..26 -> 0..14, things and unlabelled -> -1.
+    ``classes`` 27: every coarse category 0..26 (COCO-Stuff-27 of PiCIE / STEGO), unlabelled -> -1.
+
+    ``unlabelled_as_sky`` (3 classes only) reproduces the original IIC's COCO-Stuff-3 labels: its
+    label filter starts from zeros and overwrites only the fine classes 0..181, so unlabelled pixels
+    (255, read as -1) stay 0 = sky and are counted, in the training loss and in the evaluation
+    (the paper's 72.3 was measured that way). Off: they are masked out, as the original's comment
+    intends and COCO-Stuff-15 does."""
+    if unlabelled_as_sky and classes != 3:
+        raise ValueError(f"unlabelled_as_sky applies to COCO-Stuff-3 only, got classes={classes}")
     lut = np.full(256, -1, dtype=np.int64)
     coarse = np.asarray(fine_to_coarse, dtype=np.int64)
     if classes == 3:
         for k, name in enumerate(STUFF3_NAMES):
             lut[:182][coarse == COARSE_NAMES.index(name)] = k
+        if unlabelled_as_sky:
+            lut[255] = STUFF3_NAMES.index("sky")
     elif classes == 15:
         stuff = coarse >= 12
         lut[:182][stuff] = coarse[stuff] - 12
+    elif classes == 27:
+        lut[:182] = coarse
     else:
-        raise ValueError(f"COCO-Stuff classes must be 3 or 15, got {classes}")
+        raise ValueError(f"COCO-Stuff classes must be 3, 15 or 27, got {classes}")
     return lut

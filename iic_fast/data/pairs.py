@@ -27,7 +27,9 @@ class SegmentationPairs:
     """Segmentation pair maker (call it on a batch already on the training device).
 
     jitter: (brightness, contrast, saturation, hue) for img2's colour channels only (0 = off).
-    flip_p: probability of mirroring img2 horizontally.
+    flip_p: probability of mirroring img2 horizontally. The original segmentation datasets flip when
+        ``np.random.rand() > flip_p``, i.e. with probability 1 - flip_p: the two agree at the paper's
+        0.5; to reproduce an original run with another ``--flip_p`` pass 1 minus its value.
     sobel / include_rgb: input channels (see ``transforms.sobel_process``).
     colour_channels: leading channels that are colour (3 RGB or 1 grey); the rest (Potsdam IR)
         are copied unjittered into both images, after the Sobel channels.
