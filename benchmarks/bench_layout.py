@@ -1,19 +1,20 @@
 """Training-step time of the presets' networks in NCHW against NHWC (``channels_last``) layout.
 
     python benchmarks/bench_layout.py                          # textures3 and digits, all threads
-    python benchmarks/bench_layout.py --threads 1 --out        # per-core numbers, written to
-                                                               # benchmarks/results/<date>_<device>_t1_layout.json
+    python benchmarks/bench_layout.py --threads 1 --repeats 5  # one thread, five repeats of the comparison
+    python benchmarks/bench_layout.py --quick                  # digits, 2 steps: a dry run
 
 One step is ``Trainer.train_step`` of the preset's main head (pair generation, forward of both views,
 IIC loss, backward, Adam), the unit the trainer's budgets count. Both layouts train the same freshly
 seeded net on the same batches; their steps alternate (NCHW, NHWC, NCHW, ...) so that drift in the
-machine's speed hits both alike. Reports the median step time of each layout and their ratio.
+machine's speed hits both alike. Each repeat builds both trainers afresh and reports the median step
+time of each layout and their ratio; the JSON also holds the min / median / max of the ratio over the
+repeats, the spread to read any speed-up against. Writes <out>/<date>_<device>_t<threads>_layout.json
+with the metadata of benchmarks/_meta.py.
 """
 from __future__ import annotations
 
 import argparse
-import datetime
-import json
 import os
 import statistics
 import sys
@@ -24,18 +25,18 @@ import torch
 
 HERE = os.path.dirname(os.path.abspath(__file__))
 sys.path.insert(0, os.path.dirname(HERE))  # run from a checkout without installing
+sys.path.insert(0, HERE)
 from iic_fast.train import Trainer, preset  # noqa: E402
-from bench_loss import git_sha  # noqa: E402
-from bench_pairs import _sync, device_slug  # noqa: E402
+from _meta import add_common_args, device_slug, sync, write_results  # noqa: E402
 
 
 def step_timer(trainer: Trainer, head: str, device: str):
     """A function that runs one training step of ``head`` and returns its wall time in seconds."""
     def run() -> float:
-        _sync(device)
+        sync(device)
         t = time.perf_counter()
         trainer.train_step(head)
-        _sync(device)
+        sync(device)
         return time.perf_counter() - t
     return run
 
@@ -61,31 +62,40 @@ def compare(name: str, device: str, steps: int, warmup: int, workdir: str) -> di
     return row
 
 
+def spread(rows: list[dict]) -> dict:
+    """min / median / max of each preset's NHWC speed-up over the repeats."""
+    out = {}
+    for name in dict.fromkeys(r["preset"] for r in rows):
+        ratios = [r["speedup"] for r in rows if r["preset"] == name]
+        out[name] = {"repeats": len(ratios), "min": min(ratios), "median": statistics.median(ratios),
+                     "max": max(ratios)}
+    return out
+
+
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    add_common_args(ap, "digits only, 2 timed steps after 1 warm-up, 1 repeat: a dry run")
     ap.add_argument("--presets", nargs="+", default=["textures3", "digits"])
-    ap.add_argument("--device", default="cpu")
     ap.add_argument("--steps", type=int, default=20, help="timed steps per layout")
     ap.add_argument("--warmup", type=int, default=3, help="untimed steps per layout first")
+    ap.add_argument("--repeats", type=int, default=3, help="independent comparisons per preset (spread reported)")
     ap.add_argument("--threads", type=int, default=None, help="torch CPU threads (default: torch's choice)")
-    ap.add_argument("--out", nargs="?", const=os.path.join(HERE, "results"), default=None,
-                    help="write <dir>/<date>_<device>_t<threads>_layout.json (default dir benchmarks/results)")
     args = ap.parse_args()
+    if args.quick:
+        args.presets, args.steps, args.warmup, args.repeats = ["digits"], 2, 1, 1
     if args.threads:
         torch.set_num_threads(args.threads)
     print("| preset | device | threads | NCHW ms/step | NHWC ms/step | NHWC speedup |")
     print("|---|---|---|---|---|---|")
     with tempfile.TemporaryDirectory() as workdir:
-        rows = [compare(name, args.device, args.steps, args.warmup, workdir) for name in args.presets]
-    if args.out:
-        os.makedirs(args.out, exist_ok=True)
-        slug = f"{device_slug(args.device)}_t{torch.get_num_threads()}"
-        path = os.path.join(args.out, f"{datetime.date.today().isoformat()}_{slug}_layout.json")
-        meta = {"device": device_slug(args.device), "torch": torch.__version__, "threads": torch.get_num_threads(),
-                "git_sha": git_sha(), "warmup": args.warmup, "rows": rows}
-        with open(path, "w") as f:
-            json.dump(meta, f, indent=1)
-        print("wrote", path)
+        rows = [{"repeat": i, **compare(name, args.device, args.steps, args.warmup, os.path.join(workdir, str(i)))}
+                for i in range(args.repeats) for name in args.presets]
+    summary = spread(rows)
+    for name, s in summary.items():
+        print(f"{name}: NHWC speed-up min {s['min']:.2f}x / median {s['median']:.2f}x / max {s['max']:.2f}x "
+              f"over {s['repeats']} repeats")
+    write_results(args.out, f"t{torch.get_num_threads()}_layout", args.device,
+                  {"steps": args.steps, "warmup": args.warmup, "rows": rows, "speedup_spread": summary})
 
 
 if __name__ == "__main__":

@@ -2,15 +2,16 @@
 
     python benchmarks/bench_loss.py                       # CPU: paper shapes scaled (n=4) and small shapes
     python benchmarks/bench_loss.py --device cuda         # GPU: paper scale (n=75) and COCO scale (n=120)
+    python benchmarks/bench_loss.py --quick               # toy shape, seconds (a dry run of the script)
 
-Each case runs in a fresh subprocess so that its peak memory is its own: peak RSS growth on the CPU,
-torch.cuda.max_memory_allocated on a GPU, both beyond the inputs. Writes
-benchmarks/results/<date>_<device>.json (device, torch version, threads, git sha) and prints a markdown table.
+Each case runs in a fresh subprocess so that its peak memory is its own: peak RSS growth (ru_maxrss) on
+the CPU, torch.cuda.max_memory_allocated on a GPU, both beyond the inputs. Times are medians after one
+warm-up call. Writes <out>/<date>_<device>_loss.json (metadata of benchmarks/_meta.py: git commit, CPU
+model and ISA or GPU name, torch/CUDA versions, threads, load, command line) and prints a markdown table.
 """
 from __future__ import annotations
 
 import argparse
-import datetime
 import json
 import os
 import resource
@@ -22,20 +23,19 @@ import time
 import torch
 
 HERE = os.path.dirname(os.path.abspath(__file__))
+sys.path.insert(0, HERE)
+from _meta import add_common_args, device_name, sync, write_results  # noqa: E402
+
 SHAPES = {  # name: (n, k, H, W, d)
     "cpu": [("paper-k24/cpu", 4, 24, 200, 200, 10), ("paper-k3/cpu", 4, 3, 200, 200, 10),
             ("small", 8, 10, 64, 64, 3)],
     "cuda": [("paper-k24", 75, 24, 200, 200, 10), ("paper-k3", 75, 3, 200, 200, 10),
              ("coco-k15", 120, 15, 128, 128, 10)],
+    "quick": [("toy", 2, 3, 24, 24, 2)],
 }
 IMPLS = {"collapsed": ["reference", "fft", "kernel"], "uncollapsed": ["reference", "fft", "kernel", "auto"]}
 LABELS = {("collapsed", "fft"): "box+GEMM (PyTorch)", ("uncollapsed", "fft"): "FFT (PyTorch)",
           ("collapsed", "reference"): "conv trick", ("uncollapsed", "reference"): "conv trick"}
-
-
-def _sync(device: str) -> None:
-    if device == "cuda":
-        torch.cuda.synchronize()
 
 
 def run_case(n: int, k: int, H: int, W: int, d: int, collapsed: bool, impl: str, device: str,
@@ -54,15 +54,15 @@ def run_case(n: int, k: int, H: int, W: int, d: int, collapsed: bool, impl: str,
     def fwd_bwd():
         torch.autograd.grad(fwd(), (x1, x2))
 
-    _sync(device)
-    if device == "cuda":
+    sync(device)
+    if torch.device(device).type == "cuda":
         torch.cuda.reset_peak_memory_stats()
         base = torch.cuda.memory_allocated()
     else:
         base = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024
     fwd_bwd()  # first call: also the warm-up
-    _sync(device)
-    if device == "cuda":
+    sync(device)
+    if torch.device(device).type == "cuda":
         peak = torch.cuda.max_memory_allocated() - base
     else:
         peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024 - base
@@ -70,10 +70,10 @@ def run_case(n: int, k: int, H: int, W: int, d: int, collapsed: bool, impl: str,
     def timed(fn):
         times = []
         for _ in range(repeats):
-            _sync(device)
+            sync(device)
             start = time.perf_counter()
             fn()
-            _sync(device)
+            sync(device)
             times.append(time.perf_counter() - start)
         return statistics.median(times) * 1e3
 
@@ -92,39 +92,23 @@ def _subprocess_case(args: argparse.Namespace, shape, mode: str, impl: str) -> d
     return json.loads(done.stdout.strip().splitlines()[-1])
 
 
-def device_name(device: str) -> str:
-    if device == "cuda":
-        return torch.cuda.get_device_name()
-    import platform
-    return f"{platform.processor() or platform.machine()} CPU, {torch.get_num_threads()} threads"
-
-
-def git_sha() -> str:
-    try:
-        return subprocess.run(["git", "rev-parse", "--short", "HEAD"], capture_output=True, text=True,
-                              cwd=HERE).stdout.strip()
-    except OSError:
-        return "unknown"
-
-
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--device", default="cpu", choices=["cpu", "cuda"])
+    add_common_args(parser, "one toy shape (n=2, k=3, 24x24, d=2), 2 repeats: a dry run in seconds")
     parser.add_argument("--repeats", type=int, default=5, help="timed repetitions (median reported)")
     parser.add_argument("--ref-repeats", type=int, default=2, help="repetitions for the slow conv trick")
     parser.add_argument("--only", default=None, help="run only shapes whose name contains this text")
-    parser.add_argument("--out", default=None, help="results JSON (default benchmarks/results/<date>_<device>.json)")
     parser.add_argument("--case", default=None, help=argparse.SUPPRESS)
     args = parser.parse_args()
     if args.case:
         n, k, H, W, d, collapsed, impl = json.loads(args.case)
         print(json.dumps(run_case(n, k, H, W, d, collapsed, impl, args.device, args.repeats)))
         return
-
-    import iic_fast as iic
-
+    if args.quick:
+        args.repeats, args.ref_repeats = 2, 1
+    shapes = SHAPES["quick" if args.quick else torch.device(args.device).type]
     results = []
-    for shape in SHAPES[args.device]:
+    for shape in shapes:
         if args.only and args.only not in shape[0]:
             continue
         for mode, impls in IMPLS.items():
@@ -139,19 +123,14 @@ def main() -> None:
                 if ref and "fwd_bwd_ms" in row:
                     row["speedup_fwd_bwd"] = ref / row["fwd_bwd_ms"]
             results += rows
-    tag = "cpu" if args.device == "cpu" else device_name("cuda").replace(" ", "-")
-    out = args.out or os.path.join(HERE, "results", f"{datetime.date.today()}_{tag}.json")
-    report = {"device": device_name(args.device), "torch": torch.__version__, "threads": torch.get_num_threads(),
-              "git_sha": git_sha(), "build": iic.build_info(), "date": str(datetime.date.today()),
-              "results": results}
-    with open(out, "w") as f:
-        json.dump(report, f, indent=1)
-    print(markdown_table(report))
-    print(f"wrote {out}")
+    report = {"repeats": args.repeats, "ref_repeats": args.ref_repeats, "results": results}
+    print(markdown_table(report, device_name(args.device)))
+    write_results(args.out, "loss", args.device, report)
 
 
-def markdown_table(report: dict) -> str:
-    lines = [f"Device: {report['device']}, torch {report['torch']}, git {report['git_sha']}", "",
+def markdown_table(report: dict, device: str) -> str:
+    """Every case of ``report`` as one markdown row (the README's summary is benchmarks/readme_tables.py)."""
+    lines = [f"Device: {device}, torch {torch.__version__}", "",
              "| shape (n, k, H, W, d) | loss | implementation | fwd ms | fwd+bwd ms | speed-up | peak extra MB |",
              "|---|---|---|---:|---:|---:|---:|"]
     for r in report["results"]:

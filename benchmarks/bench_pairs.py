@@ -1,10 +1,17 @@
 """Throughput (pairs/s) of IIC pair generation: the batched device-side pipeline of iic_fast.data
 against a per-sample PIL pipeline like the original's (torchvision-0.2.1-style ColorJitter done with
-PIL ImageEnhance / HSV, numpy flips, one image at a time, then Sobel on the stacked batch).
+PIL ImageEnhance / HSV, numpy flips, one image at a time in DataLoader workers, then Sobel on the
+stacked batch).
 
-    python benchmarks/bench_pairs.py                     # CPU, plus CUDA when available
-    python benchmarks/bench_pairs.py --threads 1         # per-core CPU numbers
-    python benchmarks/bench_pairs.py --device cuda --out # also writes benchmarks/results/<date>_<device>_pairs.json
+    python benchmarks/bench_pairs.py                     # CPU, all of torch's threads on each side
+    python benchmarks/bench_pairs.py --threads 1         # one core on each side
+    python benchmarks/bench_pairs.py --device cuda       # pairs delivered on the GPU
+    python benchmarks/bench_pairs.py --quick             # small images: a dry run in seconds
+
+Same cores on both sides: the batched path runs in this process with torch.set_num_threads(threads),
+the baseline as the original ran it, with ``threads`` DataLoader workers (one batch per worker at a
+time; steady state after a warm-up epoch). Pairs/s are reported in total and per core. Writes
+<out>/<date>_<device>_pairs.json with the metadata of benchmarks/_meta.py.
 
 Cases (paper shapes): Potsdam-3 (75 x RGBIR 200x200, jitter 0.1, flip, no Sobel), COCO-Stuff-3
 (120 x RGB 128x128, default jitter, flip, RGB + Sobel), STL10 (140 images 96x96 -> tf1 + 5 tf2
@@ -14,15 +21,12 @@ loader workers deliver) and end with float tensors on the device; the timing inc
 from __future__ import annotations
 
 import argparse
-import datetime
-import json
 import os
 import random
-import re
 import statistics
-import time
-
 import sys
+import time
+from functools import partial
 
 import numpy as np
 import torch
@@ -30,13 +34,16 @@ from PIL import Image, ImageEnhance
 
 HERE = os.path.dirname(os.path.abspath(__file__))
 sys.path.insert(0, os.path.dirname(HERE))  # run from a checkout without installing
-from iic_fast.data import clustering_preset, segmentation_preset, transforms as T
+sys.path.insert(0, HERE)
+from iic_fast.data import clustering_preset, segmentation_preset, transforms as T  # noqa: E402
+from _meta import add_common_args, sync, write_results  # noqa: E402
 
 CASES = {  # name: (kind, n images, C, H, W)
     "potsdam3": ("seg", 75, 4, 200, 200),
     "cocostuff3": ("seg", 120, 3, 128, 128),
     "stl10": ("clu", 140, 3, 96, 96),
 }
+QUICK_CASES = {"potsdam3": ("seg", 4, 4, 32, 32), "cocostuff3": ("seg", 4, 3, 32, 32), "stl10": ("clu", 4, 3, 96, 96)}
 
 
 # ------------------------------------------------------------------ per-sample PIL baseline
@@ -69,37 +76,27 @@ def pil_jitter(img: Image.Image, b: float, c: float, s: float, h: float) -> Imag
     return img
 
 
-def baseline_seg(batch: np.ndarray, jitter, sobel: bool, device: str):
-    """Original-style per-sample segmentation pairs; batch uint8 (n, H, W, C) numpy."""
-    i1, i2, affs = [], [], []
-    for a in batch:
-        rgb, extra = a[:, :, :3], a[:, :, 3:]
-        im1 = Image.fromarray(rgb)
-        im2 = pil_jitter(im1, *jitter)
-        x1, x2 = np.asarray(im1), np.asarray(im2)
-        if sobel:  # grey appended, replaced by Sobel on the device later
-            x1 = np.concatenate([x1, np.asarray(im1.convert("L"))[:, :, None]], 2)
-            x2 = np.concatenate([x2, np.asarray(im2.convert("L"))[:, :, None]], 2)
-        x1 = np.concatenate([x1, extra], 2).astype(np.float32) / 255.0
-        x2 = np.concatenate([x2, extra], 2).astype(np.float32) / 255.0
-        t1, t2 = torch.from_numpy(x1).permute(2, 0, 1), torch.from_numpy(x2).permute(2, 0, 1)
-        aff = torch.eye(2, 3)
-        if np.random.rand() > 0.5:
-            t2 = torch.flip(t2, dims=[2])
-            aff[0, :] *= -1.0
-        i1.append(t1), i2.append(t2), affs.append(aff)
-    img1, img2 = torch.stack(i1).to(device), torch.stack(i2).to(device)
-    a21 = torch.stack(affs).to(device)
-    mask = torch.ones(len(batch), *batch.shape[1:3], device=device)
-    if sobel:
-        img1 = torch.cat([img1[:, :3], T.sobel(img1[:, 3:4]), img1[:, 4:]], 1)
-        img2 = torch.cat([img2[:, :3], T.sobel(img2[:, 3:4]), img2[:, 4:]], 1)
-    return img1, img2, a21, mask
+def pil_seg_sample(a: np.ndarray, jitter, sobel: bool) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+    """Original-style pair of one (H, W, C) uint8 image: (img1, img2) (C', H, W) float and the 2x3 affine."""
+    rgb, extra = a[:, :, :3], a[:, :, 3:]
+    im1 = Image.fromarray(rgb)
+    im2 = pil_jitter(im1, *jitter)
+    x1, x2 = np.asarray(im1), np.asarray(im2)
+    if sobel:  # grey appended, replaced by Sobel on the device later
+        x1 = np.concatenate([x1, np.asarray(im1.convert("L"))[:, :, None]], 2)
+        x2 = np.concatenate([x2, np.asarray(im2.convert("L"))[:, :, None]], 2)
+    t1 = torch.from_numpy(np.concatenate([x1, extra], 2).astype(np.float32) / 255.0).permute(2, 0, 1)
+    t2 = torch.from_numpy(np.concatenate([x2, extra], 2).astype(np.float32) / 255.0).permute(2, 0, 1)
+    aff = torch.eye(2, 3)
+    if np.random.rand() > 0.5:
+        t2 = torch.flip(t2, dims=[2])
+        aff[0, :] *= -1.0
+    return t1, t2, aff
 
 
-def baseline_clu(batch: np.ndarray, crop: int, size: int, repeats: int, device: str):
-    """Original-style per-sample tf1 / tf2 views; batch uint8 (n, H, W, 3) numpy."""
-    def view(a: np.ndarray, tf2: bool) -> torch.Tensor:
+def pil_clu_sample(a: np.ndarray, crop: int, size: int, repeats: int) -> tuple[torch.Tensor, list[torch.Tensor]]:
+    """Original-style views of one (H, W, 3) uint8 image: tf1 and ``repeats`` tf2 views, (1, size, size) grey."""
+    def view(tf2: bool) -> torch.Tensor:
         im = Image.fromarray(a)
         y0, x0 = random.randint(0, a.shape[0] - crop), random.randint(0, a.shape[1] - crop)
         im = im.crop((x0, y0, x0 + crop, y0 + crop)).resize((size, size), Image.BILINEAR)
@@ -109,100 +106,121 @@ def baseline_clu(batch: np.ndarray, crop: int, size: int, repeats: int, device: 
             im = pil_jitter(im, 0.4, 0.4, 0.4, 0.125)
         return torch.from_numpy(np.asarray(im.convert("L"), dtype=np.float32) / 255.0)[None]
 
-    def finish(ts):
-        return T.sobel(torch.stack(ts).to(device))
+    return view(False), [view(True) for _ in range(repeats)]
 
-    x1 = finish([view(a, False) for a in batch])
-    return x1, [finish([view(a, True) for a in batch]) for _ in range(repeats)]
+
+class PerSampleDataset(torch.utils.data.Dataset):
+    """The per-sample baseline as the original ran it: one item per image, batched by DataLoader workers."""
+
+    def __init__(self, images: np.ndarray, batches: int, make) -> None:
+        self.images, self.batches, self.make = images, batches, make
+
+    def __len__(self) -> int:
+        return len(self.images) * self.batches
+
+    def __getitem__(self, i: int):
+        return self.make(self.images[i % len(self.images)])
+
+
+def finish_seg(batch, sobel: bool, device: str):
+    """Collated per-sample pairs -> device tensors (img1, img2, affine, mask), Sobel on the device."""
+    img1, img2, a21 = (t.to(device) for t in batch)
+    mask = torch.ones(img1.shape[0], *img1.shape[2:], device=device)
+    if sobel:
+        img1 = torch.cat([img1[:, :3], T.sobel(img1[:, 3:4]), img1[:, 4:]], 1)
+        img2 = torch.cat([img2[:, :3], T.sobel(img2[:, 3:4]), img2[:, 4:]], 1)
+    return img1, img2, a21, mask
+
+
+def finish_clu(batch, device: str):
+    """Collated per-sample views -> Sobel of each on the device."""
+    x1, x2s = batch
+    return T.sobel(x1.to(device)), [T.sobel(x.to(device)) for x in x2s]
 
 
 # ------------------------------------------------------------------ timing
-def _sync(device: str) -> None:
-    if device.startswith("cuda"):
-        torch.cuda.synchronize()
-
-
 def timeit(fn, device: str, repeats: int) -> float:
+    """Median seconds of ``fn`` after one warm-up call."""
     fn()
-    _sync(device)
+    sync(device)
     times = []
     for _ in range(repeats):
         t = time.perf_counter()
         fn()
-        _sync(device)
+        sync(device)
         times.append(time.perf_counter() - t)
     return statistics.median(times)
 
 
-def run(device: str, repeats: int) -> list[dict]:
+def loader_seconds_per_batch(dataset: PerSampleDataset, n: int, workers: int, finish, device: str) -> float:
+    """Seconds per batch of the per-sample pipeline with ``workers`` DataLoader workers, in steady state:
+    one warm-up epoch (starts the persistent workers), then one timed epoch of ``dataset.batches``."""
+    loader = torch.utils.data.DataLoader(dataset, batch_size=n, num_workers=workers,
+                                         persistent_workers=workers > 0)
+    for epoch in range(2):
+        start = time.perf_counter()
+        for batch in loader:
+            finish(batch)
+        sync(device)
+    return (time.perf_counter() - start) / dataset.batches
+
+
+def run(device: str, threads: int, repeats: int, cases: dict) -> list[dict]:
+    """Pairs/s of both pipelines on every case, each on ``threads`` cores."""
     rows = []
-    for name, (kind, n, c, h, w) in CASES.items():
+    for name, (kind, n, c, h, w) in cases.items():
         rng = np.random.default_rng(0)
         hwc = rng.integers(0, 256, (n, h, w, c), dtype=np.uint8)
         chw = torch.from_numpy(hwc).permute(0, 3, 1, 2).contiguous()
         if device.startswith("cuda"):
             chw = chw.pin_memory()
         gen = torch.Generator().manual_seed(0)
+        batches = max(2, repeats) * threads  # every worker busy for at least `repeats` batches
         if kind == "seg":
             seg = segmentation_preset("potsdam" if name.startswith("potsdam") else "cocostuff")
 
             def batched():
                 return seg(chw.to(device, non_blocking=True), None, gen)
 
-            def base():
-                return baseline_seg(hwc, seg.jitter, seg.sobel, device)
-
-            pairs = n
+            dataset = PerSampleDataset(hwc, batches, partial(pil_seg_sample, jitter=seg.jitter, sobel=seg.sobel))
+            finish, pairs = partial(finish_seg, sobel=seg.sobel, device=device), n
         else:
             clu = clustering_preset("stl10")
 
             def batched():
                 return clu(chw.to(device, non_blocking=True), gen)
 
-            def base():
-                return baseline_clu(hwc, 64, 64, clu.repeats, device)
-
-            pairs = n * clu.repeats
-        tb, tp = timeit(batched, device, repeats), timeit(base, device, max(1, repeats // 2))
+            crop = min(64, h)
+            dataset = PerSampleDataset(hwc, batches, partial(pil_clu_sample, crop=crop, size=crop,
+                                                             repeats=clu.repeats))
+            finish, pairs = partial(finish_clu, device=device), n * clu.repeats
+        tb = timeit(batched, device, repeats)
+        tp = loader_seconds_per_batch(dataset, n, threads, finish, device)
         rows.append({"case": name, "pairs_per_batch": pairs, "batched_s": tb, "per_sample_pil_s": tp,
                      "batched_pairs_per_s": pairs / tb, "per_sample_pairs_per_s": pairs / tp,
-                     "speedup": tp / tb})
-        print(f"| {device:5s} | {name:11s} | {pairs:4d} | {pairs / tp:10.0f} | {pairs / tb:10.0f} | "
-              f"{tp / tb:6.1f}x |", flush=True)
+                     "batched_pairs_per_s_per_core": pairs / tb / threads,
+                     "per_sample_pairs_per_s_per_core": pairs / tp / threads, "speedup": tp / tb})
+        print(f"| {device:5s} | {name:11s} | {pairs:4d} | {pairs / tp / threads:10.0f} | "
+              f"{pairs / tb / threads:10.0f} | {tp / tb:6.1f}x |", flush=True)
     return rows
-
-
-def device_slug(device: str) -> str:
-    if device.startswith("cuda"):
-        return "cuda-" + re.sub(r"[^A-Za-z0-9]+", "-", torch.cuda.get_device_name()).strip("-")
-    return f"cpu{os.cpu_count()}"
 
 
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    ap.add_argument("--device", action="append", help="cpu and/or cuda (default: cpu, and cuda if available)")
-    ap.add_argument("--repeats", type=int, default=5)
+    add_common_args(ap, "small images (4 per batch, 32x32 / 96x96), 2 repeats: a dry run in seconds")
+    ap.add_argument("--repeats", type=int, default=5, help="timed batches of the batched path (median)")
     ap.add_argument("--threads", type=int, default=None,
-                    help="torch CPU threads (1 gives per-core numbers on a shared machine)")
-    ap.add_argument("--out", nargs="?", const=os.path.join(HERE, "results"), default=None,
-                    help="write <dir>/<date>_<device>_pairs.json (default dir benchmarks/results)")
+                    help="cores for each side (default: torch's thread count): the batched path runs with "
+                    "torch.set_num_threads(threads), the per-sample baseline with that many DataLoader workers")
     args = ap.parse_args()
-    if args.threads:
-        torch.set_num_threads(args.threads)
-    devices = args.device or (["cpu"] + (["cuda"] if torch.cuda.is_available() else []))
-    print("| device | case | pairs/batch | per-sample PIL pairs/s | batched pairs/s | speedup |")
+    threads = args.threads or torch.get_num_threads()
+    torch.set_num_threads(threads)
+    cases = QUICK_CASES if args.quick else CASES
+    print("| device | case | pairs/batch | per-sample PIL pairs/s/core | batched pairs/s/core | speedup |")
     print("|---|---|---|---|---|---|")
-    for dev in devices:
-        rows = run(dev, args.repeats)
-        if args.out:
-            os.makedirs(args.out, exist_ok=True)
-            path = os.path.join(args.out, f"{datetime.date.today().isoformat()}_{device_slug(dev)}_pairs.json")
-            meta = {"device": device_slug(dev), "torch": torch.__version__, "threads": torch.get_num_threads(),
-                    "cpu_count": os.cpu_count(), "date": datetime.datetime.now().isoformat(timespec="seconds"),
-                    "repeats": args.repeats, "results": rows}
-            with open(path, "w") as f:
-                json.dump(meta, f, indent=1)
-            print(f"wrote {path}")
+    rows = run(args.device, threads, 2 if args.quick else args.repeats, cases)
+    write_results(args.out, "pairs", args.device, {"threads_each_side": threads, "repeats": args.repeats,
+                                                   "results": rows})
 
 
 if __name__ == "__main__":

@@ -1,13 +1,14 @@
 """Print a markdown table of FLOPs, parameters and memory of the IIC networks at the paper's sizes.
 
-    python benchmarks/model_table.py [--device cpu|cuda] [--batch 2]
+    python benchmarks/model_table.py [--device cpu|cuda] [--batch 2] [--out DIR] [--quick]
 
 FLOPs come from ``torch.utils.flop_counter.FlopCounterMode`` (convolutions and matmuls, 2 per
 multiply-add; BatchNorm, ReLU, pooling, softmax and upsampling are not counted) for one forward of one
 image through the trunk and the named head. "Saved activations" is the size of the distinct tensors
 autograd keeps for the backward of one training-mode forward (parameters excluded), per image, in the
 model's dtype (fp32): the activation memory a training step needs per view. With ``--device cuda``
-the table adds the measured peak CUDA memory of one forward + backward at ``--batch``.
+the table adds the measured peak CUDA memory of one forward + backward at ``--batch``. Writes
+<out>/<date>_<device>_models.json (the rows, with the metadata of benchmarks/_meta.py).
 """
 from __future__ import annotations
 
@@ -19,7 +20,9 @@ import torch
 from torch.utils.flop_counter import FlopCounterMode
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # run from a checkout without install
+sys.path.insert(0, str(Path(__file__).resolve().parent))
 from iic_fast.models import build  # noqa: E402
+from _meta import add_common_args, write_results  # noqa: E402
 
 # (run, model name, build kwargs): reference/iic_original.md section 4.
 RUNS: list[tuple[str, str, dict]] = [
@@ -80,7 +83,7 @@ def cuda_peak_bytes(model: torch.nn.Module, x: torch.Tensor, **fwd: str) -> int:
 
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    ap.add_argument("--device", default="cpu")
+    add_common_args(ap, "the MNIST networks only (the smallest): a dry run in seconds")
     ap.add_argument("--batch", type=int, default=2, help="batch for the memory measurements")
     args = ap.parse_args()
     dev = torch.device(args.device)
@@ -91,7 +94,8 @@ def main() -> None:
         cols.append(f"CUDA peak MB (batch {args.batch}, fwd+bwd)")
     print("| " + " | ".join(cols) + " |")
     print("|" + "---|" * len(cols))
-    for run, name, kw in RUNS:
+    rows = []
+    for run, name, kw in [r for r in RUNS if r[0].startswith("MNIST")] if args.quick else RUNS:
         torch.manual_seed(0)
         model = build(name, **kw).to(dev)
         s, c = kw["input_sz"], kw["in_channels"]
@@ -110,6 +114,8 @@ def main() -> None:
         if cuda:
             row.append(f"{cuda_peak_bytes(model, xb, **heads['B']) / MB:.0f}")
         print("| " + " | ".join(row) + " |")
+        rows.append(dict(zip(cols, row)))
+    write_results(args.out, "models", args.device, {"batch": args.batch, "columns": cols, "rows": rows})
 
 
 if __name__ == "__main__":

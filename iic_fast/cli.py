@@ -76,6 +76,8 @@ def build_parser() -> argparse.ArgumentParser:
                        "further arguments passed on (e.g. --only small --repeats 3; see its --help); "
                        "without the script, a short built-in timing of iic_fast.segmentation_loss.")
     b.add_argument("--device", default="cpu", help="cpu or cuda")
+    b.add_argument("--out", default=".", metavar="DIR", help="folder for the results JSON (default: the "
+                   "current folder; never the package's source tree unless named here)")
     return parser
 
 
@@ -136,7 +138,8 @@ def _bench(args: argparse.Namespace) -> int:
     if os.path.exists(script):
         # this package's checkout first on the path, installed or not
         env = {**os.environ, "PYTHONPATH": os.pathsep.join(filter(None, [root, os.environ.get("PYTHONPATH")]))}
-        return subprocess.call([sys.executable, script, "--device", args.device, *args.bench_args], env=env)
+        return subprocess.call([sys.executable, script, "--device", args.device, "--out", os.path.abspath(args.out),
+                                *args.bench_args], env=env)
     import torch
 
     import iic_fast as iic
