@@ -39,6 +39,11 @@ Pairs (batched on the device of the input; pass a CPU ``torch.Generator`` for re
 Low-level ops in ``transforms``: ``sobel``, ``sobel_process``, ``color_jitter``, ``warp``,
 ``random_affine``, ``random_crop``, ``rgb_to_grey``, ``as_float``.
 
+Dataset registry (``registry``)
+------------------------------
+``DATASETS[name]`` is a ``DatasetSpec`` (task, partitions builder, pair preset, raw channels, classes)
+for every dataset the trainer knows; ``registry.get(name)``, ``registry.register(spec)``.
+
 Loaders
 -------
 ``loader = make_loader(dataset, batch_size, shuffle=True, seed=0, num_workers=None)``
@@ -64,14 +69,15 @@ from .embedded import TEXTURE_NAMES, digits, textures3
 from .loaders import EpochSampler, device_batches, make_loader, set_epoch, to_device
 from .pairs import ClusteringPairs, SegmentationPairs, clustering_preset, segmentation_preset
 from .potsdam import POTSDAM_6_TO_3, Potsdam, map_potsdam_labels, potsdam_partitions
-from . import transforms
+from .registry import DATASETS, DatasetSpec
+from . import registry, transforms
 
 __all__ = [
-    "ArrayDataset", "CIFAR100_TO_20", "COARSE_NAMES", "ClusteringPairs", "CocoStuff", "DatasetError",
-    "DatasetFileNotFoundError", "EpochSampler", "FINE_NAMES", "FINE_TO_COARSE", "POTSDAM_6_TO_3",
+    "ArrayDataset", "CIFAR100_TO_20", "COARSE_NAMES", "ClusteringPairs", "CocoStuff", "DATASETS", "DatasetError",
+    "DatasetSpec", "DatasetFileNotFoundError", "EpochSampler", "FINE_NAMES", "FINE_TO_COARSE", "POTSDAM_6_TO_3",
     "Potsdam", "SegmentationPairs", "TEXTURE_NAMES", "cifar10", "cifar100_20", "clustering_partitions",
     "clustering_preset", "cocostuff_partitions", "curated_list_name", "device_batches", "digits",
     "fine_to_target_table", "load_fine_to_coarse_pickle", "make_loader", "map_potsdam_labels", "mnist",
-    "potsdam_partitions", "segmentation_preset", "set_epoch", "stl10", "textures3", "to_device",
-    "transforms",
+    "potsdam_partitions", "registry", "segmentation_preset", "set_epoch", "stl10", "textures3",
+    "to_device", "transforms",
 ]

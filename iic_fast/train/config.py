@@ -29,11 +29,11 @@ import json
 from dataclasses import dataclass, field
 from typing import Any, Dict, List, Optional, Sequence
 
+from ..data import registry
+
 SCHEDULES = ("alternate", "A_then_B", "B_then_A", "single")
 LR_SCHEDULES = ("constant", "cosine")
 AMP_MODES = ("auto", "off", "bf16", "fp16")
-SEG_DATASETS = ("textures3", "potsdam3", "potsdam6", "cocostuff3", "cocostuff15")
-CLU_DATASETS = ("digits", "stl10", "cifar10", "cifar100_20", "mnist")
 
 
 @dataclass
@@ -90,8 +90,8 @@ class TrainConfig:
 
     @property
     def task(self) -> str:
-        """"segmentation" or "clustering", from the dataset."""
-        return "segmentation" if self.dataset in SEG_DATASETS else "clustering"
+        """"segmentation" or "clustering", from the dataset's registry entry."""
+        return registry.get(self.dataset).task
 
     @property
     def two_head(self) -> bool:
@@ -112,8 +112,7 @@ class TrainConfig:
 
     def validate(self) -> "TrainConfig":
         """Raises ValueError naming the first inconsistent field; returns self."""
-        if self.dataset not in SEG_DATASETS + CLU_DATASETS:
-            raise ValueError(f"dataset must be one of {SEG_DATASETS + CLU_DATASETS}, got {self.dataset!r}")
+        registry.get(self.dataset)  # unknown name: ValueError listing the registered datasets
         if self.mode not in ("iid", "iid+"):
             raise ValueError(f"mode must be 'iid' or 'iid+', got {self.mode!r}")
         if self.head_schedule not in SCHEDULES:

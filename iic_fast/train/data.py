@@ -13,16 +13,11 @@ import torch
 from torch.utils.data import DataLoader, Dataset, TensorDataset
 
 from .. import data as D
+from ..data import registry
 from ..models import build
 from .config import TrainConfig
 
 Pairs = Union[D.SegmentationPairs, D.ClusteringPairs]
-
-#: dataset name -> the data package's pair preset
-PAIR_PRESETS = {"textures3": "textures3", "potsdam3": "potsdam", "potsdam6": "potsdam",
-                "cocostuff3": "cocostuff", "cocostuff15": "cocostuff", "digits": "digits",
-                "stl10": "stl10", "cifar10": "cifar10", "cifar100_20": "cifar100_20", "mnist": "mnist"}
-
 
 class BatchStream:
     """Endless batches from one loader, on ``device``; ``state()`` / ``load_state()`` give the position
@@ -70,45 +65,9 @@ class RunData:
     segmentation: bool
 
 
-def _embedded(config: TrainConfig) -> Dict[str, Dataset]:
-    """Train / assign / test partitions of the embedded sets. Data seeds are fixed (0), so every run
-    sees the same mosaics and splits whatever its training seed."""
-    if config.dataset == "textures3":
-        parts = {}
-        for split, n, size in (("train", config.n_train, config.input_size),
-                               ("test", config.n_test, config.test_size)):
-            x, y = D.textures3(split, n_images=n, size=size, seed=0)
-            parts[split] = TensorDataset(x, y, torch.ones(y.shape, dtype=torch.bool))
-        train, test = parts["train"], parts["test"]
-        assign = test if config.mode == "iid" else train
-        return {"train_a": train, "train_b": train, "assign": assign, "test": test}
-    train, test = TensorDataset(*D.digits("train")), TensorDataset(*D.digits("test"))
-    return {"train_a": train, "train_b": train, "assign": test if config.mode == "iid" else train,
-            "test": test}
-
-
-def _paper(config: TrainConfig) -> Dict[str, Dataset]:
-    """The paper's partitions from the release files under ``data_root``."""
-    if not config.data_root:
-        raise ValueError(f"preset {config.preset!r} reads the {config.dataset} release files: "
-                         "pass --data-root DIR (see iic_fast.data for the expected layout)")
-    root, ds = config.data_root, config.dataset
-    if ds.startswith("potsdam"):
-        p = D.potsdam_partitions(root, config.mode, coarse=ds == "potsdam3", size=config.input_size,
-                                 seed=config.seed)
-    elif ds.startswith("cocostuff"):
-        p = D.cocostuff_partitions(root, 15 if ds == "cocostuff15" else 3, config.mode,
-                                   seed=config.seed, size=config.input_size)
-    else:
-        return D.clustering_partitions(ds, root, config.mode)
-    return {"train_a": p["train"], "train_b": p["train"], "assign": p["assign"], "test": p["test"]}
-
-
 def make_pairs(config: TrainConfig) -> Pairs:
-    """The pair maker of the preset's dataset, with ``repeats`` and the ``pairs`` overrides."""
-    name = PAIR_PRESETS[config.dataset]
-    make = D.segmentation_preset if config.task == "segmentation" else D.clustering_preset
-    return make(name, repeats=config.repeats, **config.pairs)
+    """The pair maker of the config's dataset (its registry entry), with ``repeats`` and ``pairs``."""
+    return registry.get(config.dataset).pairs(config)
 
 
 def images_per_step(config: TrainConfig) -> int:
@@ -130,7 +89,8 @@ def _workers(config: TrainConfig, dataset: Dataset) -> Optional[int]:
 
 def build_data(config: TrainConfig, device: torch.device, rank: int = 0, world: int = 1) -> RunData:
     """Datasets, loaders and pair maker for ``config`` (see the module docstring)."""
-    parts = _embedded(config) if config.dataset in ("textures3", "digits") else _paper(config)
+    spec = registry.get(config.dataset)
+    parts = spec.build(config)
     n = images_per_step(config)
     if n % world:
         raise ValueError(f"images per step ({n} = batch_size / repeats) must divide by the {world} processes")
@@ -145,6 +105,9 @@ def build_data(config: TrainConfig, device: torch.device, rank: int = 0, world: 
         streams[head] = BatchStream(loader, device, rank, world)
     pairs = make_pairs(config)
     probe = pairs.eval_transform(parts["test"][0][0][None])
+    if probe.shape[1] != spec.in_channels(config):  # the registry entry's raw_channels must be right
+        raise ValueError(f"dataset {spec.name!r}: its images give {probe.shape[1]} network input channels, "
+                         f"its registry entry {spec.in_channels(config)}")
     return RunData(streams=streams, assign=parts["assign"], test=parts["test"], pairs=pairs,
                    in_channels=int(probe.shape[1]), input_sz=int(probe.shape[-1]),
                    segmentation=config.task == "segmentation")
