@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import json
+import math
 import os
 import shutil
 import subprocess
@@ -14,6 +15,8 @@ from torch import nn
 from iic_fast.train import (PRESETS, NonFiniteLossError, Trainer, apply_overrides, load_checkpoint, preset,
                             save_atomic)
 from iic_fast.train import checkpoint as ck
+from iic_fast.train import schedule
+from iic_fast.train.state import Position, TrainState
 
 pytestmark = pytest.mark.filterwarnings("ignore:iic_fast. no compiled kernels")
 
@@ -211,3 +214,47 @@ def test_ddp_two_processes_on_cpu(tmp_path):
     summary = json.loads(res.stdout.strip().splitlines()[-1])
     assert summary["world_size"] == 2 and summary["steps"] == 2
     assert (out / "latest.pt").is_file()
+
+
+def test_schedule_walks_passes_and_epochs_and_knows_its_length():
+    c = clu_config(head_A_warmup_epochs=1)  # then B_then_A with head_B_epochs 2: passes B, B, A
+    pass_steps = {"A": 2, "B": 1}.__getitem__
+    pos, heads, ends = Position(), [], []
+    for step in range(1, 11):
+        heads.append(schedule.head(c, pos))
+        if schedule.advance(c, pos, pass_steps):
+            ends.append(step)
+    assert "".join(heads) == "AA" + "BBAA" + "BBAA" and ends == [2, 6, 10]
+    assert schedule.horizon(clu_config(head_A_warmup_epochs=1, max_epochs=2, max_steps=0), pass_steps) == 2 + 4
+    assert schedule.horizon(clu_config(head_A_warmup_epochs=1, max_epochs=2, max_steps=5), pass_steps) == 5
+    assert schedule.horizon(clu_config(max_steps=0, max_minutes=0.0), pass_steps) == 0
+    with pytest.raises(ValueError, match="cosine"):
+        schedule.horizon(clu_config(lr_schedule="cosine", max_steps=0, max_minutes=0.0), pass_steps)
+    assert schedule.fit_steps(50, 30.0, 0.5, 300.0) == 50 + int(0.9 * 270 / 0.5)
+    assert schedule.fit_steps(50, 400.0, 0.5, 300.0) == 51  # over budget already: one more step
+    pace = schedule.Pace(first_step=10, skip=2, window=4)
+    assert [pace.update(s, 5.0 + 0.5 * (s - 12)) for s in range(11, 18)] == [None] * 5 + [0.5, None]
+    with pytest.raises(ValueError, match="'schedule'"):
+        TrainState.from_dict({"position": {}, "stats": {}})
+
+
+def test_time_budget_lays_the_cosine_over_the_steps_that_fit(tmp_path, monkeypatch, capsys):
+    class SlowMachine:  # measures 100 s per step at step 3
+        def __init__(self, first_step):
+            pass
+
+        def update(self, step, seconds):
+            return 100.0 if step == 3 else None
+
+    monkeypatch.setattr(schedule, "Pace", SlowMachine)
+    c = seg_config(max_steps=20, max_minutes=10.0, eval_every=4, lr_schedule="cosine", progress=True)
+    summary = Trainer(c, str(tmp_path)).fit()
+    # 0.9 of the ~600 s left at 100 s per step: 5 more steps after step 3
+    assert summary["steps"] == summary["schedule_steps"] == 8 and not summary["cut_by_time"]
+    lrs = {r["step"]: r["lr"] for r in _read(tmp_path / "metrics.jsonl") if r["kind"] == "train"}
+    assert lrs[2] == pytest.approx(c.lr * 0.5 * (1 + math.cos(math.pi * 2 / 20)))  # before the plan
+    assert lrs[5] == pytest.approx(c.lr * 0.5 * (1 + math.cos(math.pi * 5 / 8)))
+    assert lrs[8] == 0.0
+    assert load_checkpoint(tmp_path / "latest.pt")["schedule"] == {"steps": 8, "planned": True}
+    bar = capsys.readouterr().err
+    assert "8/8" in bar and "acc=" in bar and "nan" not in bar

@@ -1,13 +1,19 @@
-"""Device, process group and precision for a run."""
+"""Device, process group, precision and network of a run."""
 from __future__ import annotations
 
 import contextlib
 import os
+from dataclasses import dataclass
 from typing import Any, Callable, Optional, Tuple
 
 import torch
 import torch.distributed as dist
 from torch import nn
+
+from .config import TrainConfig
+from .data import RunData, build_net
+
+Autocast = Callable[[], contextlib.AbstractContextManager]
 
 
 def resolve_device(name: str) -> torch.device:
@@ -40,8 +46,7 @@ def amp_dtype(amp: str, device: torch.device) -> Optional[torch.dtype]:
     return {"off": None, "bf16": torch.bfloat16, "fp16": torch.float16}[amp]
 
 
-def autocast_factory(dtype: Optional[torch.dtype],
-                     device: torch.device) -> Callable[[], contextlib.AbstractContextManager]:
+def autocast_factory(dtype: Optional[torch.dtype], device: torch.device) -> Autocast:
     """A zero-argument factory of the autocast context for the network's forward passes (the IIC
     loss always runs in fp32: the heads return fp32 probabilities)."""
     if dtype is None:
@@ -64,3 +69,24 @@ def use_channels_last(net: nn.Module) -> nn.Module:
     net.to(memory_format=torch.channels_last)
     net.register_forward_pre_hook(to_nhwc)
     return net
+
+
+@dataclass
+class Model:
+    """A run's network on its device and in its layout, with the precision of its forward passes."""
+
+    net: nn.Module
+    amp_dtype: Optional[torch.dtype]  # None: float32
+    autocast: Autocast  # context factory for the network's forward passes
+
+
+def build_model(config: TrainConfig, data: RunData, device: torch.device,
+                net: Optional[nn.Module] = None) -> Model:
+    """The network of ``config`` (or the prebuilt ``net``) sized for ``data``, moved to ``device``, in
+    NHWC when ``config.channels_last``, with the autocast of ``config.amp``: what training and
+    re-evaluation share."""
+    net = (net if net is not None else build_net(config, data)).to(device)
+    if config.channels_last:
+        use_channels_last(net)
+    dtype = amp_dtype(config.amp, device)
+    return Model(net, dtype, autocast_factory(dtype, device))

@@ -3,6 +3,10 @@
     from iic_fast.train import Trainer, preset
     summary = Trainer(preset("textures3", max_steps=200), out="runs/demo").fit()
 
+``fit`` is a flat loop: train one step, record it, advance the schedule (``schedule``), evaluate when
+due. Where the run stands lives in one ``TrainState`` (``state``), which a checkpoint saves and a
+resume restores along with weights, optimiser, batch streams and RNGs.
+
 Under ``torchrun`` (WORLD_SIZE > 1) the process group is initialised from the environment, the net is
 wrapped in DistributedDataParallel, every rank trains on its slice of each global batch, and the IIC
 joints are all-reduced so the loss and gradient are those of the global batch. Rank 0 evaluates and
@@ -11,7 +15,6 @@ writes the run directory.
 from __future__ import annotations
 
 import contextlib
-import math
 import os
 import time
 from typing import Any, Dict, List, Optional
@@ -21,11 +24,13 @@ import torch.distributed as dist
 from torch import nn
 
 from . import checkpoint as ck
+from . import schedule
 from .config import TrainConfig
-from .data import build_data, build_net
+from .data import build_data
 from .evaluation import Evaluator
 from .report import MetricsLog, plot_curves, write_json
-from .runtime import amp_dtype, autocast_factory, init_distributed, resolve_device, use_channels_last
+from .runtime import build_model, init_distributed, resolve_device
+from .state import Schedule, TrainState
 from .steps import NonFiniteLossError, PairNet, StepRunner
 
 
@@ -49,61 +54,42 @@ class Trainer:
         self.main = self.rank == 0
         ck.seed_everything(config.seed)
         self.data = build_data(config, self.device, self.rank, self.world)
-        self.net = (net if net is not None else build_net(config, self.data)).to(self.device)
-        if config.channels_last:
-            use_channels_last(self.net)
+        model = build_model(config, self.data, self.device, net)
+        self.net = model.net
         self.pair_net: nn.Module = PairNet(self.net, config.two_head)
         if self.world > 1:
             self.pair_net = nn.parallel.DistributedDataParallel(
                 self.pair_net, device_ids=[self.device] if self.device.type == "cuda" else None,
                 find_unused_parameters=config.two_head)  # the idle head has no gradient
         self.optimizer = torch.optim.Adam(self.net.parameters(), lr=config.lr)
-        self.amp_dtype = amp_dtype(config.amp, self.device)
-        self._autocast = autocast_factory(self.amp_dtype, self.device)
-        self.scaler = torch.amp.GradScaler(self.device.type) if self.amp_dtype == torch.float16 else None
+        self.scaler = torch.amp.GradScaler(self.device.type) if model.amp_dtype == torch.float16 else None
         self.runner = StepRunner(self.pair_net, segmentation=self.data.segmentation, d=config.d,
-                                 collapsed=config.collapsed, impl=config.impl, autocast=self._autocast)
+                                 collapsed=config.collapsed, impl=config.impl, autocast=model.autocast)
         self.generator = torch.Generator().manual_seed(config.seed * 1_000_003 + self.rank)
-        self.evaluator = Evaluator(self.net, self.data, config, self.device, self._autocast)
-        # position in the schedule and running statistics (all checkpointed)
-        self.step = self.epoch = self.phase = self.phase_step = 0
-        self.prior_seconds, self._t0 = 0.0, None
-        self.window: Dict[str, List[float]] = {}  # per-head loss sums since the last train record
-        self.subhead_sums: List[float] = []  # main head: per-sub-head loss sums + count since last eval
-        self.last_losses: Optional[List[float]] = None
-        self.best: Dict[str, Any] = {"acc": -1.0, "step": 0}
-        self.last_acc = float("nan")
-        self.last_eval_step = -1
+        self.evaluator = Evaluator(self.net, self.data, config, self.device, model.autocast)
+        self.state = TrainState(schedule=Schedule(steps=schedule.horizon(config, self.pass_steps)))
+        self._t0: Optional[float] = None  # wall clock at the start of this session's training time
         self.log = MetricsLog(os.path.join(out, "metrics.jsonl"))
         if self.main:
             os.makedirs(out, exist_ok=True)
             write_json(os.path.join(out, "config.json"), config.to_dict())
         if resume:
-            self._load(os.path.join(out, "latest.pt"))
+            self.restore(ck.load(os.path.join(out, "latest.pt"), map_location=self.device))
         elif self.main and os.path.exists(self.log.path):
             os.remove(self.log.path)
 
-    # ------------------------------------------------------------------ schedule
-    def phases(self, epoch: int) -> List[str]:
-        """Heads trained in ``epoch``, one pass each (see ``config.head_schedule``)."""
-        c = self.config
-        if c.head_schedule == "single":
-            return ["B"]
-        if epoch < c.head_A_warmup_epochs:
-            return ["A"]
-        if c.head_schedule == "alternate":
-            return ["A" if epoch % 2 == 0 else "B"]
-        a, b = ["A"] * c.head_A_epochs, ["B"] * c.head_B_epochs
-        return a + b if c.head_schedule == "A_then_B" else b + a
+    @property
+    def step(self) -> int:
+        """Optimiser steps taken so far."""
+        return self.state.position.step
 
     def pass_steps(self, head: str) -> int:
+        """Steps of one pass of ``head``: ``epoch_steps``, or one pass over the head's training set."""
         return self.config.epoch_steps or len(self.data.streams[head])
 
-    def _lr_factor(self) -> float:
-        c = self.config
-        if c.lr_schedule == "cosine" and c.max_steps:
-            return 0.5 * (1.0 + math.cos(math.pi * min(self.step / c.max_steps, 1.0)))
-        return 1.0
+    def lr(self) -> float:
+        """The learning rate at the current step."""
+        return self.config.lr * schedule.lr_factor(self.config, self.step, self.state.schedule.steps)
 
     # ------------------------------------------------------------------ one step
     def train_step(self, head: str) -> List[tuple]:
@@ -117,7 +103,7 @@ class Trainer:
             batch = (torch.cat([x1] * len(x2s)), torch.cat(x2s), None, None)
         lamb = c.lamb_A if head == "A" else c.lamb_B
         for group in self.optimizer.param_groups:
-            group["lr"] = c.lr * self._lr_factor()
+            group["lr"] = self.lr()
         self.optimizer.zero_grad(set_to_none=True)
         self.net.train()
         local = batch[0].shape[0]
@@ -141,97 +127,118 @@ class Trainer:
         return losses
 
     # ------------------------------------------------------------------ loop
+    def fit(self) -> Dict[str, Any]:
+        """Trains until the schedule or a budget ends, evaluates, saves, and returns the summary."""
+        from tqdm.auto import tqdm
+
+        c, pos = self.config, self.state.position
+        self._t0 = time.time()
+        pace = schedule.Pace(pos.step)
+        bar = tqdm(total=self.state.schedule.steps or None, initial=pos.step, desc=c.preset, unit="step",
+                   disable=not (c.progress and self.main), dynamic_ncols=True)
+        try:
+            while self._budget_left():
+                head = schedule.head(c, pos)
+                losses = self.train_step(head)
+                pos.step += 1
+                self._record(head, losses)
+                epoch_ended = schedule.advance(c, pos, self.pass_steps)
+                self._plan(pace, bar)
+                self._show(bar, head, losses)
+                if (c.eval_every and pos.step % c.eval_every == 0) or (epoch_ended and not c.eval_every):
+                    self.evaluate_and_save()
+        finally:
+            bar.close()
+        if self.state.stats.last_eval_step != pos.step:
+            self.evaluate_and_save()
+        return self.finish()
+
     def elapsed(self) -> float:
         """Wall seconds of training so far, evaluations included, over every resumed session."""
-        return self.prior_seconds + (time.time() - self._t0 if self._t0 is not None else 0.0)
+        return self.state.stats.seconds + (time.time() - self._t0 if self._t0 is not None else 0.0)
 
     def _budget_left(self) -> bool:
-        c = self.config
-        over = bool((c.max_steps and self.step >= c.max_steps) or (c.max_epochs and self.epoch >= c.max_epochs)
-                    or (c.max_minutes and self.elapsed() >= 60 * c.max_minutes))
+        c, steps = self.config, self.state.schedule.steps
+        over = bool((steps and self.step >= steps) or (c.max_minutes and self.elapsed() >= 60 * c.max_minutes))
         if self.world > 1:  # time budgets differ per rank: stop together
             flag = torch.tensor(float(over), device=self.device)
             dist.all_reduce(flag, op=dist.ReduceOp.MAX)
             over = bool(flag)
         return not over
 
-    def fit(self) -> Dict[str, Any]:
-        """Trains until a budget runs out, evaluates, saves, and returns the summary."""
-        from tqdm.auto import tqdm
+    def _plan(self, pace: schedule.Pace, bar: Any) -> None:
+        """Under a time budget, once per run: shortens the schedule to the steps that fit the budget at
+        the measured pace (see ``schedule``); the progress bar's total follows."""
+        c, sched = self.config, self.state.schedule
+        if not c.max_minutes or sched.planned:
+            return
+        seconds_per_step = pace.update(self.step, self.elapsed())
+        if seconds_per_step is None:
+            return
+        fit = schedule.fit_steps(self.step, self.elapsed(), seconds_per_step, 60 * c.max_minutes)
+        if self.world > 1:  # every rank must plan the same length
+            n = torch.tensor(fit, device=self.device)
+            dist.all_reduce(n, op=dist.ReduceOp.MIN)
+            fit = int(n)
+        sched.steps, sched.planned = min(fit, sched.steps) if sched.steps else fit, True
+        bar.total = sched.steps
+        bar.refresh()
 
-        c = self.config
-        self._t0 = time.time()
-        bar = tqdm(total=c.max_steps or None, initial=self.step, disable=not (c.progress and self.main),
-                   desc=c.preset, unit="step", dynamic_ncols=True)
-        try:
-            while self._budget_left():
-                phases = self.phases(self.epoch)
-                head = phases[self.phase]
-                losses = self.train_step(head)
-                self.step += 1
-                self.phase_step += 1
-                self._record(head, losses)
-                bar.update(1)
-                bar.set_postfix(head=head, loss=f"{losses[0][0]:.3f}", acc=f"{self.last_acc:.3f}")
-                if self.phase_step >= self.pass_steps(head):
-                    self.phase, self.phase_step = self.phase + 1, 0
-                    if self.phase == len(phases):
-                        self.epoch, self.phase = self.epoch + 1, 0
-                        if not c.eval_every:
-                            self.evaluate_and_save()
-                if c.eval_every and self.step % c.eval_every == 0:
-                    self.evaluate_and_save()
-        finally:
-            bar.close()
-        if self.last_eval_step != self.step:
-            self.evaluate_and_save()
-        return self.finish()
+    def _show(self, bar: Any, head: str, losses: List[tuple]) -> None:
+        """Progress bar: one step, its head and loss, and the last accuracy once there is one."""
+        bar.update(1)
+        post = {"head": head, "loss": f"{losses[0][0]:.3f}"}
+        if self.state.stats.last_acc is not None:
+            post["acc"] = f"{self.state.stats.last_acc:.3f}"
+        bar.set_postfix(post)
 
     def _record(self, head: str, losses: List[tuple]) -> None:
         """Running sums for the train records (every ``log_every`` steps) and the sub-head selection."""
-        h = len(losses)
-        w = self.window.setdefault(head, [0.0, 0.0, 0])
+        st, h = self.state.stats, len(losses)
+        w = st.window.setdefault(head, [0.0, 0.0, 0])
         w[0] += sum(l for l, _ in losses) / h
         w[1] += sum(ln for _, ln in losses) / h
         w[2] += 1
         if head == "B":
-            sums = self.subhead_sums or [0.0] * (h + 1)
-            self.subhead_sums = [s + l for s, l in zip(sums, [l for l, _ in losses] + [1.0])]
+            sums = st.subhead_sums or [0.0] * (h + 1)
+            st.subhead_sums = [s + l for s, l in zip(sums, [l for l, _ in losses] + [1.0])]
         if self.step % self.config.log_every == 0:
-            rec: Dict[str, Any] = {"kind": "train", "step": self.step, "epoch": self.epoch,
-                                   "lr": self.config.lr * self._lr_factor()}
-            for hd, (l, ln, n) in sorted(self.window.items()):
+            rec: Dict[str, Any] = {"kind": "train", "step": self.step, "epoch": self.state.position.epoch,
+                                   "lr": self.lr()}
+            for hd, (l, ln, n) in sorted(st.window.items()):
                 rec[f"loss_{hd}"], rec[f"loss_no_lamb_{hd}"] = l / n, ln / n
             if self.main:
                 self.log.append(rec)
-            self.window = {}
+            st.window = {}
 
     def _subhead_losses(self) -> List[float]:
         """Mean training loss of each main-head sub-head since the last evaluation (label-free
         selection; the last known values when the main head was idle, zeros before any B step)."""
-        if self.subhead_sums:
-            self.last_losses = [s / self.subhead_sums[-1] for s in self.subhead_sums[:-1]]
-        self.subhead_sums = []
-        return self.last_losses or [0.0] * self.config.num_sub_heads
+        st = self.state.stats
+        if st.subhead_sums:
+            st.last_losses = [s / st.subhead_sums[-1] for s in st.subhead_sums[:-1]]
+        st.subhead_sums = []
+        return st.last_losses or [0.0] * self.config.num_sub_heads
 
     def evaluate_and_save(self) -> Dict[str, Any]:
         """Evaluates the main head on the test data (rank 0), logs it, writes latest.pt (and best.pt
         when the selected sub-head's accuracy improved). Returns the eval record (empty off rank 0)."""
+        st = self.state.stats
         losses = self._subhead_losses()
-        self.last_eval_step = self.step
+        st.last_eval_step = self.step
         rec: Dict[str, Any] = {}
         if self.main:
             t = time.time()
             result = self.evaluator.run(losses)
-            rec = {"kind": "eval", "step": self.step, "epoch": self.epoch, "seconds": self.elapsed(),
-                   "eval_seconds": time.time() - t, **result}
+            rec = {"kind": "eval", "step": self.step, "epoch": self.state.position.epoch,
+                   "seconds": self.elapsed(), "eval_seconds": time.time() - t, **result}
             self.log.append(rec)
-            self.last_acc = result["test_acc"]
-            improved = result["test_acc"] > self.best["acc"]
+            st.last_acc = result["test_acc"]
+            improved = result["test_acc"] is None or result["test_acc"] > st.best["acc"]  # no labels: latest
             if improved:
-                self.best = {"acc": result["test_acc"], "step": self.step}
+                st.best = {"acc": result["test_acc"], "step": self.step}
             self._check_weights()
-            state = self.state()
+            state = self.checkpoint()
             ck.save_atomic(state, os.path.join(self.out, "latest.pt"))
             if improved:
                 ck.save_atomic(state, os.path.join(self.out, "best.pt"))
@@ -245,36 +252,31 @@ class Trainer:
             raise NonFiniteLossError("the network's weights are not finite")
 
     # ------------------------------------------------------------------ state
-    def state(self) -> Dict[str, Any]:
-        """Everything needed to continue exactly: weights, optimiser, position, RNGs, statistics."""
+    def checkpoint(self) -> Dict[str, Any]:
+        """Everything needed to continue exactly: weights, optimiser, batch streams, RNGs and the
+        TrainState (its parts "position", "schedule", "stats" at the top level)."""
+        if self._t0 is not None:  # fold this session's time into the state
+            now = time.time()
+            self.state.stats.seconds += now - self._t0
+            self._t0 = now
         return {
             "format": ck.FORMAT, "config": self.config.to_dict(), "net": self.net.state_dict(),
             "optimizer": self.optimizer.state_dict(),
             "scaler": self.scaler.state_dict() if self.scaler is not None else None,
-            "position": {"step": self.step, "epoch": self.epoch, "phase": self.phase,
-                         "phase_step": self.phase_step},
             "streams": {h: s.state() for h, s in self.data.streams.items()},
-            "rng": ck.rng_state(self.generator), "seconds": self.elapsed(),
-            "stats": {"window": self.window, "subhead_sums": self.subhead_sums,
-                      "last_losses": self.last_losses, "best": self.best, "last_acc": self.last_acc},
+            "rng": ck.rng_state(self.generator), **self.state.to_dict(),
         }
 
-    def _load(self, path: str) -> None:
-        state = ck.load(path, map_location=self.device)
-        self.net.load_state_dict(state["net"])
-        self.optimizer.load_state_dict(state["optimizer"])
-        if self.scaler is not None and state["scaler"] is not None:
-            self.scaler.load_state_dict(state["scaler"])
-        pos = state["position"]
-        self.step, self.epoch, self.phase, self.phase_step = (pos[k] for k in ("step", "epoch", "phase", "phase_step"))
-        for h, s in state["streams"].items():
+    def restore(self, ckpt: Dict[str, Any]) -> None:
+        """Inverse of ``checkpoint``; the metrics log is cut back to the checkpoint's step."""
+        self.net.load_state_dict(ckpt["net"])
+        self.optimizer.load_state_dict(ckpt["optimizer"])
+        if self.scaler is not None and ckpt["scaler"] is not None:
+            self.scaler.load_state_dict(ckpt["scaler"])
+        for h, s in ckpt["streams"].items():
             self.data.streams[h].load_state(s)
-        ck.set_rng_state(state["rng"], self.generator)
-        self.prior_seconds = float(state["seconds"])
-        st = state["stats"]
-        self.window, self.subhead_sums, self.last_losses = st["window"], st["subhead_sums"], st["last_losses"]
-        self.best, self.last_acc = st["best"], st["last_acc"]
-        self.last_eval_step = self.step
+        ck.set_rng_state(ckpt["rng"], self.generator)
+        self.state = TrainState.from_dict(ckpt)
         if self.main:
             self.log.truncate(self.step)
 
@@ -284,16 +286,18 @@ class Trainer:
             return {}
         records = self.log.read()
         last = [r for r in records if r.get("kind") == "eval"][-1]
+        c, st, steps = self.config, self.state.stats, self.state.schedule.steps
         summary = {
-            "preset": self.config.preset, "dataset": self.config.dataset, "mode": self.config.mode,
+            "preset": c.preset, "dataset": c.dataset, "mode": c.mode,
             "test_acc": last["test_acc"], "test_acc_best_subhead": last["test_acc_best_subhead"],
             "nmi": last["nmi"], "ari": last["ari"], "miou": last["miou"], "match": last["match"],
-            "best_acc": self.best["acc"], "best_step": self.best["step"],
-            "train_seconds": round(self.elapsed(), 2), "steps": self.step, "epochs": self.epoch,
-            "seed": self.config.seed, "device": str(self.device), "world_size": self.world,
+            "best_acc": st.best["acc"], "best_step": st.best["step"],
+            "train_seconds": round(self.elapsed(), 2), "steps": self.step, "epochs": self.state.position.epoch,
+            "schedule_steps": steps, "cut_by_time": bool(steps and self.step < steps),
+            "seed": c.seed, "device": str(self.device), "world_size": self.world,
             "run_dir": os.path.abspath(self.out),
         }
         write_json(os.path.join(self.out, "summary.json"), summary)
-        plot_curves(records, os.path.join(self.out, "plots.png"), f"{self.config.preset} (seed {self.config.seed})")
+        plot_curves(records, os.path.join(self.out, "plots.png"), f"{c.preset} (seed {c.seed})")
         self.evaluator.render(os.path.join(self.out, "predictions.png"), last)
         return summary

@@ -1,0 +1,99 @@
+"""The training schedule: which head trains at each step, how many steps the run has, the learning rate
+along them, and how a time budget fixes the run's length.
+
+A run's length is its **schedule steps**: the smaller of ``max_steps`` and the steps of ``max_epochs``,
+known before training. With ``max_minutes`` the trainer also measures its pace (wall seconds per step,
+evaluations included) over ``Pace.window`` steps early in the run and shortens the schedule, once, to the
+steps that fit the rest of the budget with a margin (``fit_steps``). The cosine learning rate is laid
+over the schedule steps, so a run cut short by a slow machine still ends at lr 0 instead of being
+stopped mid-schedule; a preset that fits its steps in its budget runs the same steps on any machine
+fast enough, so its result does not depend on the machine's speed.
+"""
+from __future__ import annotations
+
+import math
+from typing import Callable, List, Optional
+
+from .config import TrainConfig
+from .state import Position
+
+PassSteps = Callable[[str], int]  # head -> steps of one pass of that head
+
+#: fraction of the remaining time budget a plan fills (evaluations and pace changes take the rest)
+MARGIN = 0.9
+
+
+def phases(config: TrainConfig, epoch: int) -> List[str]:
+    """Heads trained in ``epoch``, one pass each (see ``config.head_schedule``)."""
+    if config.head_schedule == "single":
+        return ["B"]
+    if epoch < config.head_A_warmup_epochs:
+        return ["A"]
+    if config.head_schedule == "alternate":
+        return ["A" if epoch % 2 == 0 else "B"]
+    a, b = ["A"] * config.head_A_epochs, ["B"] * config.head_B_epochs
+    return a + b if config.head_schedule == "A_then_B" else b + a
+
+
+def head(config: TrainConfig, pos: Position) -> str:
+    """The head that trains the step at ``pos``."""
+    return phases(config, pos.epoch)[pos.phase]
+
+
+def advance(config: TrainConfig, pos: Position, pass_steps: PassSteps) -> bool:
+    """Moves ``pos`` past one step of its pass (``pos.step`` is counted by the caller); True when the
+    step ended an epoch."""
+    heads = phases(config, pos.epoch)
+    pos.phase_step += 1
+    if pos.phase_step < pass_steps(heads[pos.phase]):
+        return False
+    pos.phase, pos.phase_step = pos.phase + 1, 0
+    if pos.phase < len(heads):
+        return False
+    pos.epoch, pos.phase = pos.epoch + 1, 0
+    return True
+
+
+def horizon(config: TrainConfig, pass_steps: PassSteps) -> int:
+    """Schedule steps known before training: the smaller of ``max_steps`` and the steps of
+    ``max_epochs`` (0: neither is set). ValueError when a cosine schedule has no horizon at all."""
+    limits = [config.max_steps] if config.max_steps else []
+    if config.max_epochs:
+        limits.append(sum(pass_steps(h) for e in range(config.max_epochs) for h in phases(config, e)))
+    if config.lr_schedule == "cosine" and not (limits or config.max_minutes):
+        raise ValueError("lr_schedule 'cosine' needs a length: set max_steps, max_epochs or max_minutes")
+    return min(limits) if limits else 0
+
+
+def lr_factor(config: TrainConfig, step: int, steps: int) -> float:
+    """Learning-rate multiplier at ``step`` of a ``steps``-step schedule (cosine to 0; constant 1, and
+    1 while a time-budget schedule has no length yet)."""
+    if config.lr_schedule == "cosine" and steps:
+        return 0.5 * (1.0 + math.cos(math.pi * min(step / steps, 1.0)))
+    return 1.0
+
+
+def fit_steps(step: int, seconds: float, pace: float, budget_seconds: float, margin: float = MARGIN) -> int:
+    """The run's length in steps when, at ``step`` after ``seconds`` of its ``budget_seconds``, it goes
+    on at ``pace`` seconds per step through ``margin`` of the time left (at least ``step`` + 1)."""
+    if pace <= 0:
+        raise ValueError(f"pace must be > 0 seconds per step, got {pace}")
+    left = max(0.0, budget_seconds - seconds)
+    return step + max(1, math.floor(margin * left / pace))
+
+
+class Pace:
+    """Wall seconds per step over ``window`` steps of one session, after ``skip`` warm-up steps (the
+    first steps pay for allocations); ``update`` returns the pace once, at the window's last step."""
+
+    def __init__(self, first_step: int, skip: int = 5, window: int = 40) -> None:
+        self.start, self.end = first_step + skip, first_step + skip + window
+        self._start_seconds: Optional[float] = None
+
+    def update(self, step: int, seconds: float) -> Optional[float]:
+        """Call after every step with the step count and the elapsed seconds."""
+        if step == self.start:
+            self._start_seconds = seconds
+        elif step == self.end and self._start_seconds is not None:
+            return (seconds - self._start_seconds) / (self.end - self.start)
+        return None

@@ -1,0 +1,71 @@
+"""The trainer's own state: where a run is in its schedule, how long the schedule is, and the running
+statistics. Everything here goes into a checkpoint through ``to_dict`` / ``from_dict`` (one place, so a
+new field is saved and restored without touching the trainer's checkpoint code).
+"""
+from __future__ import annotations
+
+import dataclasses
+from dataclasses import dataclass, field
+from typing import Any, Dict, List, Optional
+
+
+@dataclass
+class Position:
+    """Where the run is: optimiser steps taken, epoch, head pass within the epoch, steps into that pass."""
+
+    step: int = 0
+    epoch: int = 0
+    phase: int = 0
+    phase_step: int = 0
+
+
+@dataclass
+class Schedule:
+    """The learning-rate schedule's length. ``steps`` = 0: not known yet (a pure time budget before its
+    plan) or open-ended; ``planned``: the time budget has fixed ``steps`` (done once per run)."""
+
+    steps: int = 0
+    planned: bool = False
+
+
+@dataclass
+class Stats:
+    """Running statistics: training seconds up to the last checkpoint (evaluations included), per-head
+    loss sums of the current log window ([loss, loss_no_lamb, count]), per-sub-head loss sums of the
+    main head since the last evaluation (count last), the last selection losses, the best evaluation,
+    the last accuracy (None before the first evaluation) and its step."""
+
+    seconds: float = 0.0
+    window: Dict[str, List[float]] = field(default_factory=dict)
+    subhead_sums: List[float] = field(default_factory=list)
+    last_losses: Optional[List[float]] = None
+    best: Dict[str, Any] = field(default_factory=lambda: {"acc": -1.0, "step": 0})
+    last_acc: Optional[float] = None
+    last_eval_step: int = -1
+
+
+@dataclass
+class TrainState:
+    """Position, schedule and statistics of a run (see the classes above)."""
+
+    position: Position = field(default_factory=Position)
+    schedule: Schedule = field(default_factory=Schedule)
+    stats: Stats = field(default_factory=Stats)
+
+    def to_dict(self) -> Dict[str, Dict[str, Any]]:
+        """{"position": {...}, "schedule": {...}, "stats": {...}} of plain Python values."""
+        return dataclasses.asdict(self)
+
+    @classmethod
+    def from_dict(cls, values: Dict[str, Dict[str, Any]]) -> "TrainState":
+        """Inverse of ``to_dict``; a missing part or field raises ValueError naming it."""
+        parts = {}
+        for f in dataclasses.fields(cls):
+            if f.name not in values:
+                raise ValueError(f"train state has no {f.name!r} part")
+            kind = f.default_factory  # type: ignore[misc]
+            try:
+                parts[f.name] = kind(**values[f.name])
+            except TypeError as error:
+                raise ValueError(f"train state part {f.name!r}: {error}") from None
+        return cls(**parts)
