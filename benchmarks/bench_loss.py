@@ -7,7 +7,8 @@
 Each case runs in a fresh subprocess so that its peak memory is its own: peak RSS growth (ru_maxrss) on
 the CPU, torch.cuda.max_memory_allocated on a GPU, both beyond the inputs. Times are medians after one
 warm-up call. Writes <out>/<date>_<device>_loss.json (metadata of benchmarks/_meta.py: git commit, CPU
-model and ISA or GPU name, torch/CUDA versions, threads, load, command line) and prints a markdown table.
+model and ISA or GPU name, torch/CUDA versions, threads, load, command line) and prints the README's table
+of it (benchmarks/readme_tables.py).
 """
 from __future__ import annotations
 
@@ -25,6 +26,7 @@ import torch
 HERE = os.path.dirname(os.path.abspath(__file__))
 sys.path.insert(0, HERE)
 from _meta import add_common_args, device_name, sync, write_results  # noqa: E402
+from readme_tables import loss_table  # noqa: E402
 
 SHAPES = {  # name: (n, k, H, W, d)
     "cpu": [("paper-k24/cpu", 4, 24, 200, 200, 10), ("paper-k3/cpu", 4, 3, 200, 200, 10),
@@ -34,8 +36,6 @@ SHAPES = {  # name: (n, k, H, W, d)
     "quick": [("toy", 2, 3, 24, 24, 2)],
 }
 IMPLS = {"collapsed": ["reference", "fft", "kernel"], "uncollapsed": ["reference", "fft", "kernel", "auto"]}
-LABELS = {("collapsed", "fft"): "box+GEMM (PyTorch)", ("uncollapsed", "fft"): "FFT (PyTorch)",
-          ("collapsed", "reference"): "conv trick", ("uncollapsed", "reference"): "conv trick"}
 
 
 def run_case(n: int, k: int, H: int, W: int, d: int, collapsed: bool, impl: str, device: str,
@@ -124,24 +124,9 @@ def main() -> None:
                     row["speedup_fwd_bwd"] = ref / row["fwd_bwd_ms"]
             results += rows
     report = {"repeats": args.repeats, "ref_repeats": args.ref_repeats, "results": results}
-    print(markdown_table(report, device_name(args.device)))
+    print(f"{device_name(args.device)}, {torch.get_num_threads()} threads, torch {torch.__version__}")
+    print("\n".join(loss_table(report)))
     write_results(args.out, "loss", args.device, report)
-
-
-def markdown_table(report: dict, device: str) -> str:
-    """Every case of ``report`` as one markdown row (the README's summary is benchmarks/readme_tables.py)."""
-    lines = [f"Device: {device}, torch {torch.__version__}", "",
-             "| shape (n, k, H, W, d) | loss | implementation | fwd ms | fwd+bwd ms | speed-up | peak extra MB |",
-             "|---|---|---|---:|---:|---:|---:|"]
-    for r in report["results"]:
-        label = LABELS.get((r["mode"], r["impl"]), r["impl"] if r["impl"] != "auto" else f"auto ({r.get('algorithm')})")
-        shape = f"{r['shape']} ({r['n']}, {r['k']}, {r['H']}, {r['W']}, {r['d']})"
-        if "error" in r:
-            lines.append(f"| {shape} | {r['mode']} | {label} | error: {r['error'][:60]} | | | |")
-            continue
-        lines.append(f"| {shape} | {r['mode']} | {label} | {r['fwd_ms']:.1f} | {r['fwd_bwd_ms']:.1f} | "
-                     f"{r.get('speedup_fwd_bwd', float('nan')):.1f}x | {r['peak_extra_mb']:.0f} |")
-    return "\n".join(lines)
 
 
 if __name__ == "__main__":

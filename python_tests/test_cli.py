@@ -67,7 +67,14 @@ def test_module_entry_point():
     assert res.returncode == 0 and "train" in res.stdout
 
 
-def test_bench_passes_arguments_on(tmp_path):
-    out = tmp_path / "bench.json"
-    assert main(["bench", "--device", "cpu", "--only", "no-such-shape", "--out", str(out)]) == 0
-    assert json.loads(out.read_text())["results"] == []
+def test_bench_writes_into_the_current_folder_or_out(tmp_path, monkeypatch):
+    results = os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(__file__))), "benchmarks", "results")
+    before = set(os.listdir(results))
+    monkeypatch.chdir(tmp_path)
+    assert main(["bench", "--device", "cpu", "--only", "no-such-shape"]) == 0  # passes --only on
+    (written,) = tmp_path.glob("*_loss.json")
+    report = json.loads(written.read_text())
+    assert report["results"] == [] and report["meta"]["command"].endswith("--only no-such-shape")
+    assert main(["bench", "--out", "sub", "--only", "no-such-shape"]) == 0
+    assert len(list((tmp_path / "sub").glob("*_loss.json"))) == 1
+    assert set(os.listdir(results)) == before  # never into the source tree

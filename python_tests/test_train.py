@@ -182,6 +182,41 @@ def test_head_A_warmup_trains_head_A_alone_first(tmp_path):
         preset("stl10-iidplus", head_A_warmup_epochs=1)
 
 
+class OppositeSubheads(nn.Module):
+    """Two main-head sub-heads that rank oppositely. Sub-head 0 is confident and agrees across the two views
+    of every training pair (one-hot of the position in the batch: IIC loss -log k, the lowest possible) but
+    knows nothing of the labels; sub-head 1 is uniform in training (loss 0) and at evaluation predicts the
+    true label (that of the nearest memorised test input), so it has the best accuracy."""
+
+    def __init__(self, k: int, inputs: torch.Tensor, labels: torch.Tensor) -> None:
+        super().__init__()
+        self.k, self.inputs, self.labels = k, inputs.flatten(1), labels
+        self.w = nn.Parameter(torch.zeros(()))  # something for the optimiser; outputs do not depend on it
+
+    def forward(self, x, head="B"):
+        n, k = x.shape[0], self.k
+        by_position = F.one_hot(torch.arange(n) % k, k).float()
+        if self.training:
+            by_label = torch.zeros(n, k)
+        else:
+            by_label = F.one_hot(self.labels[torch.cdist(x.flatten(1), self.inputs).argmin(1)], k).float()
+        return [F.softmax(20 * z + 0 * self.w, dim=1) for z in (by_position, by_label)]
+
+
+def test_test_acc_is_the_lowest_loss_subheads_not_the_best_accuracy(tmp_path):
+    config = clu_config(head_A_warmup_epochs=0, head_schedule="B_then_A", output_k_A=10, max_steps=2,
+                        eval_every=2)
+    trainer = Trainer(config, str(tmp_path))
+    images, labels = trainer.data.test.tensors
+    net = OppositeSubheads(config.output_k_B, trainer.data.pairs.eval_transform(images), labels)
+    summary = Trainer(config, str(tmp_path / "stub"), net=net).fit()
+    (record,) = [r for r in _read(tmp_path / "stub" / "metrics.jsonl") if r["kind"] == "eval"]
+    losses, accs = record["subhead_losses"], record["subhead_accs"]
+    assert losses[0] < losses[1] and accs[1] == 1.0 > accs[0]  # the stub's rankings do differ
+    assert record["subhead"] == 0 and record["test_acc"] == summary["test_acc"] == accs[0]
+    assert record["test_acc_best_subhead"] == 1.0
+
+
 def test_presets_and_overrides():
     for name in PRESETS:
         c = preset(name)
@@ -255,6 +290,6 @@ def test_time_budget_lays_the_cosine_over_the_steps_that_fit(tmp_path, monkeypat
     assert lrs[2] == pytest.approx(c.lr * 0.5 * (1 + math.cos(math.pi * 2 / 20)))  # before the plan
     assert lrs[5] == pytest.approx(c.lr * 0.5 * (1 + math.cos(math.pi * 5 / 8)))
     assert lrs[8] == 0.0
-    assert load_checkpoint(tmp_path / "latest.pt")["schedule"] == {"steps": 8, "planned": True}
+    assert load_checkpoint(tmp_path / "latest.pt")["schedule"] == {"horizon": 20, "time_steps": 8}
     bar = capsys.readouterr().err
     assert "8/8" in bar and "acc=" in bar and "nan" not in bar
