@@ -102,3 +102,23 @@ def test_cityscapes_resize_and_partitions(tmp_path):
         cityscapes_partitions(str(root), "iid+", size=8)
     with pytest.raises(DatasetError, match=r"leftImg8bit/test"):
         Cityscapes(str(root), ["test"])
+
+
+@pytest.mark.parametrize("preset, make", [("cocostuff27", make_coco27), ("cityscapes27", make_cityscapes)])
+def test_cli_trains_two_steps_and_reports_accuracy_and_miou(tmp_path, capsys, preset, make):
+    from iic_fast.cli import main
+
+    root, run = make(tmp_path / "data"), tmp_path / "run"
+    small = ["input_size=16", "dataset_options.short_side=16", "dataset_options.eval_size=16", "num_workers=0",
+             "d=2", "eval_batch_size=2", "log_every=1"]
+    argv = ["train", "--preset", preset, "--data-root", str(root), "--out", str(run), "--max-steps", "2",
+            "--no-progress", "--batch-size", "2", *[a for s in small for a in ("--set", s)]]
+    assert main(argv) == 0
+    summary = json.loads(capsys.readouterr().out.strip().splitlines()[-1])
+    assert summary["preset"] == preset and summary["steps"] == 2 and summary["match"] == "hungarian"
+    assert 0.0 <= summary["test_acc"] <= 1.0 and 0.0 <= summary["miou"] <= 1.0
+    evals = [json.loads(line) for line in (run / "metrics.jsonl").read_text().splitlines()]
+    last = [r for r in evals if r["kind"] == "eval"][-1]
+    assert len(last["per_class_iou"]) == 27 and last["test_acc_selection"] == "lowest_loss"
+    config = json.loads((run / "config.json").read_text())
+    assert config["border_ring"] and config["output_k_A"] == 81 and config["gt_k"] == 27

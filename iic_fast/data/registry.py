@@ -17,12 +17,14 @@ Adding a dataset is one ``register(DatasetSpec(...))`` call; ``get(name)`` looks
 from __future__ import annotations
 
 from dataclasses import dataclass
+from functools import partial
 from typing import Any, Callable, Dict, Optional, Union
 
 import torch
 from torch.utils.data import Dataset, TensorDataset
 
 from .classification import clustering_partitions
+from .cityscapes import cityscapes_partitions
 from .cocostuff import cocostuff_partitions
 from .embedded import digits, textures3
 from .pairs import ClusteringPairs, SegmentationPairs, clustering_preset, segmentation_preset
@@ -118,33 +120,30 @@ def _digits(config: Any) -> Partitions:
     return protocol(TensorDataset(*digits("train")), TensorDataset(*digits("test")), config.mode)
 
 
-def _potsdam(coarse: bool) -> Callable[[Any], Partitions]:
+def _segmentation(partitions: Callable[..., Dict[str, Dataset]], *args: Any) -> Callable[[Any], Partitions]:
+    """Builder from a reader's ``partitions(root, *args, mode, seed=, size=, **config.dataset_options)``
+    returning {"train", "assign", "test"} (one training set for both heads)."""
     def build(config: Any) -> Partitions:
-        p = potsdam_partitions(config.data_root, config.mode, coarse=coarse, size=config.input_size,
-                               seed=config.seed)
-        return {"train_a": p["train"], "train_b": p["train"], "assign": p["assign"], "test": p["test"]}
-    return build
-
-
-def _cocostuff(classes: int) -> Callable[[Any], Partitions]:
-    def build(config: Any) -> Partitions:
-        p = cocostuff_partitions(config.data_root, classes, config.mode, seed=config.seed,
-                                 size=config.input_size)
+        p = partitions(config.data_root, *args, config.mode, seed=config.seed, size=config.input_size,
+                       **config.dataset_options)
         return {"train_a": p["train"], "train_b": p["train"], "assign": p["assign"], "test": p["test"]}
     return build
 
 
 def _clustering(name: str) -> Callable[[Any], Partitions]:
-    return lambda config: clustering_partitions(name, config.data_root, config.mode)
+    return lambda config: clustering_partitions(name, config.data_root, config.mode, **config.dataset_options)
 
 
 def _paper_specs() -> None:
     seg = dict(task="segmentation", needs_root=True)
-    register(DatasetSpec("potsdam3", partitions=_potsdam(True), pair_preset="potsdam", raw_channels=4, classes=3, **seg))
-    register(DatasetSpec("potsdam6", partitions=_potsdam(False), pair_preset="potsdam", raw_channels=4, classes=6, **seg))
-    for k in (3, 15):
-        register(DatasetSpec(f"cocostuff{k}", partitions=_cocostuff(k), pair_preset="cocostuff", raw_channels=3,
-                             classes=k, **seg))
+    for k, coarse in ((3, True), (6, False)):
+        register(DatasetSpec(f"potsdam{k}", partitions=_segmentation(partial(potsdam_partitions, coarse=coarse)),
+                             pair_preset="potsdam", raw_channels=4, classes=k, **seg))
+    for k in (3, 15, 27):  # 27: the benchmark of PiCIE / STEGO (iic_fast.data.cocostuff)
+        register(DatasetSpec(f"cocostuff{k}", partitions=_segmentation(cocostuff_partitions, k), pair_preset="cocostuff",
+                             raw_channels=3, classes=k, **seg))
+    register(DatasetSpec("cityscapes27", partitions=_segmentation(cityscapes_partitions), pair_preset="cocostuff",
+                         raw_channels=3, classes=27, **seg))
     for name, channels, k in (("stl10", 3, 10), ("cifar10", 3, 10), ("cifar100_20", 3, 20), ("mnist", 1, 10)):
         register(DatasetSpec(name, "clustering", _clustering(name), pair_preset=name, raw_channels=channels,
                              classes=k, needs_root=True))

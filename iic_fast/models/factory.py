@@ -35,7 +35,8 @@ def build(name: str, *, in_channels: Optional[int] = None, input_sz: Optional[in
         output_k: clusters of the single head; required for single-head models only.
         **options: ``batchnorm_track`` (BatchNorm ``track_running_stats``, default True),
             ``return_logits`` (default False) and, for segmentation nets, ``border_ring``
-            (default False; True reproduces the original head's zero-logit ring).
+            (default False; True reproduces the original head's zero-logit ring, as every paper
+            preset of ``iic_fast.train`` does).
 
     Returns:
         The model; ``model(x)`` (and ``model(x, head="A"|"B")`` for two-head models) returns a list

@@ -82,7 +82,8 @@ class SegmentationHead(SubHeads):
 
     ``border_ring=True`` reproduces the original exactly: its 1x1 conv has padding 1 and no bias, so
     the map grows to (h+2, w+2) with a ring of exactly-zero logits (uniform 1/K probabilities) before
-    upsampling. Off by default: the map stays h x w and every output pixel is informative.
+    upsampling. Off by default: the map stays h x w and every output pixel is informative; the
+    trainer's paper presets turn it on (config field ``border_ring``).
 
     With ``return_logits`` the logits are upsampled instead; note softmax(upsample(logits)) differs
     slightly from the default upsample(softmax(logits)), which is the original's order.

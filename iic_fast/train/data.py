@@ -114,8 +114,10 @@ def build_data(config: TrainConfig, device: torch.device, rank: int = 0, world: 
 
 
 def build_net(config: TrainConfig, data: RunData) -> torch.nn.Module:
-    """The preset's network, sized for the data's input channels and size."""
+    """The preset's network, sized for the data's input channels and size (``border_ring``: the
+    original segmentation head, rejected by clustering nets)."""
     ks = ({"output_k_A": config.output_k_A, "output_k_B": config.output_k_B} if config.two_head
           else {"output_k": config.output_k_B})
+    ring = {"border_ring": True} if config.border_ring else {}
     return build(config.arch, in_channels=data.in_channels, input_sz=data.input_sz,
-                 num_sub_heads=config.num_sub_heads, batchnorm_track=config.batchnorm_track, **ks)
+                 num_sub_heads=config.num_sub_heads, batchnorm_track=config.batchnorm_track, **ks, **ring)
