@@ -17,27 +17,15 @@ from iic_fast.data import registry, segmentation_preset
 from iic_fast.train import preset
 from iic_fast.train.data import RunData, build_net, eval_loader
 from iic_fast.train.evaluation import Evaluator
+from test_data import make_coco as make_coco_layout
 
 pytestmark = pytest.mark.filterwarnings("ignore:iic_fast. no compiled kernels")
 
 
 # ------------------------------------------------------------------ COCO-Stuff fixtures
-def make_coco(root, h=60, w=72):
-    """COCO-Stuff layout with every curated list the presets read; labels: sky 105, plant 123,
-    ground 148, a thing (person 0), other stuff (wall-brick 171) and unlabelled 255."""
-    rng = np.random.default_rng(5)
-    fine = np.array([105, 123, 148, 0, 171, 255])
-    for split in ("train2017", "val2017"):
-        for sub in ("images", "annotations", "curated"):
-            (root / sub / split).mkdir(parents=True)
-        ids = [f"0000000000{split[:1]}{i}" for i in range(2)]
-        for lst in ("Coco164kFew_Stuff_6", "Coco164kFull_Stuff_Coarse_7"):
-            (root / "curated" / split / f"{lst}.txt").write_text("\n".join(ids) + "\n")
-        for i in ids:
-            Image.fromarray(rng.integers(0, 256, (h, w, 3), dtype=np.uint8)).save(root / "images" / split / f"{i}.jpg")
-            Image.fromarray(fine[rng.integers(0, len(fine), (h, w))].astype(np.uint8), mode="L").save(
-                root / "annotations" / split / f"{i}.png")
-    return root
+def make_coco(root):
+    """COCO-Stuff layout (test_data's fixture: sky, plant, ground, a thing, other stuff, unlabelled)."""
+    return make_coco_layout(root, h=60, w=72)
 
 
 def coco_config(name, root, **kw):
