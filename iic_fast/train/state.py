@@ -21,11 +21,17 @@ class Position:
 
 @dataclass
 class Schedule:
-    """The learning-rate schedule's length. ``steps`` = 0: not known yet (a pure time budget before its
-    plan) or open-ended; ``planned``: the time budget has fixed ``steps`` (done once per run)."""
+    """The run's length in steps: ``horizon`` from the step and epoch budgets (re-derived from the
+    config in every session, so a resume with a larger budget goes on; 0: none) and ``time_steps``,
+    fixed once by the time budget's plan (0: no plan yet or no time budget)."""
 
-    steps: int = 0
-    planned: bool = False
+    horizon: int = 0
+    time_steps: int = 0
+
+    @property
+    def steps(self) -> int:
+        """The schedule's length: the smaller of ``horizon`` and ``time_steps`` that are set (0: none)."""
+        return min((n for n in (self.horizon, self.time_steps) if n), default=0)
 
 
 @dataclass
@@ -58,7 +64,8 @@ class TrainState:
 
     @classmethod
     def from_dict(cls, values: Dict[str, Dict[str, Any]]) -> "TrainState":
-        """Inverse of ``to_dict``; a missing part or field raises ValueError naming it."""
+        """Inverse of ``to_dict`` (other keys of ``values`` are ignored); a missing part or an unknown
+        field raises ValueError naming it."""
         parts = {}
         for f in dataclasses.fields(cls):
             if f.name not in values:

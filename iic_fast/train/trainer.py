@@ -67,7 +67,7 @@ class Trainer:
                                  collapsed=config.collapsed, impl=config.impl, autocast=model.autocast)
         self.generator = torch.Generator().manual_seed(config.seed * 1_000_003 + self.rank)
         self.evaluator = Evaluator(self.net, self.data, config, self.device, model.autocast)
-        self.state = TrainState(schedule=Schedule(steps=schedule.horizon(config, self.pass_steps)))
+        self.state = TrainState(schedule=Schedule(horizon=schedule.horizon(config, self.pass_steps)))
         self._t0: Optional[float] = None  # wall clock at the start of this session's training time
         self.log = MetricsLog(os.path.join(out, "metrics.jsonl"))
         if self.main:
@@ -170,7 +170,7 @@ class Trainer:
         """Under a time budget, once per run: shortens the schedule to the steps that fit the budget at
         the measured pace (see ``schedule``); the progress bar's total follows."""
         c, sched = self.config, self.state.schedule
-        if not c.max_minutes or sched.planned:
+        if not c.max_minutes or sched.time_steps:
             return
         seconds_per_step = pace.update(self.step, self.elapsed())
         if seconds_per_step is None:
@@ -180,7 +180,7 @@ class Trainer:
             n = torch.tensor(fit, device=self.device)
             dist.all_reduce(n, op=dist.ReduceOp.MIN)
             fit = int(n)
-        sched.steps, sched.planned = min(fit, sched.steps) if sched.steps else fit, True
+        sched.time_steps = fit
         bar.total = sched.steps
         bar.refresh()
 
@@ -276,7 +276,9 @@ class Trainer:
         for h, s in ckpt["streams"].items():
             self.data.streams[h].load_state(s)
         ck.set_rng_state(ckpt["rng"], self.generator)
+        horizon = self.state.schedule.horizon  # of this session's config
         self.state = TrainState.from_dict(ckpt)
+        self.state.schedule.horizon = horizon
         if self.main:
             self.log.truncate(self.step)
 
