@@ -25,9 +25,9 @@ from .. import data as D
 from ..eval import ConfusionAccumulator, SubheadReport, apply_mapping, select_subheads
 from .checkpoint import load
 from .config import TrainConfig
-from .data import RunData, build_data, build_net, eval_loader
+from .data import RunData, build_data, eval_loader
 from .report import plot_predictions
-from .runtime import amp_dtype, autocast_factory, resolve_device, use_channels_last
+from .runtime import build_model, resolve_device
 
 
 class Evaluator:
@@ -115,12 +115,9 @@ def evaluate_run(run_dir: str, checkpoint: str = "best", *, device: str = "auto"
         config.data_root = data_root
     dev = resolve_device(device)
     data = build_data(config, dev)
-    net = build_net(config, data).to(dev)
-    if config.channels_last:
-        use_channels_last(net)
-    net.load_state_dict(state["net"])
-    autocast = autocast_factory(amp_dtype(config.amp, dev), dev)
+    model = build_model(config, data, dev)
+    model.net.load_state_dict(state["net"])
     losses = state["stats"]["last_losses"] or [0.0] * config.num_sub_heads
-    result = Evaluator(net, data, config, dev, autocast).run(losses)
+    result = Evaluator(model.net, data, config, dev, model.autocast).run(losses)
     return {"run_dir": os.path.abspath(run_dir), "checkpoint": checkpoint, "preset": config.preset,
             "step": state["position"]["step"], **result}
