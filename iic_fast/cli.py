@@ -28,7 +28,22 @@ TRAIN_EPILOG = """presets (--preset):
 Budgets: training stops at the first of max_epochs, --max-steps, --max-minutes (0 = none), then
 evaluates. The run directory gets config.json, metrics.jsonl, latest.pt, best.pt, plots.png,
 predictions.png and summary.json; the summary is also printed as one JSON line on stdout.
-Exit status: 0 done, 2 bad arguments or data, 3 the loss or gradients became NaN/inf."""
+Exit status: 0 done, 2 bad arguments or data, 3 the loss or gradients became NaN/inf.
+
+Your own images (--data DIR --task segmentation|clustering [--k K] [--input-size S]):
+  Any images Pillow reads (PNG, JPEG, TIFF, BMP, WebP, ...), recursively; train/ and test/ (or val/)
+  sub-folders when present, else a seeded 80/20 split. Segmentation trains on random SxS crops (default
+  S 64 on the CPU, 128 on CUDA; images must be at least that big, or --set dataset_options.upscale_small=true)
+  and labels are optional PNGs of class ids (255 = ignore) in DIR/.../labels/<stem>.png or, STEGO's
+  layout, DIR/labels/... beside DIR/imgs/...; clustering resizes every image to S (default 64) and takes
+  one sub-folder per class as labels. K: clusters of the main head (default: the number of label
+  classes); the overclustering head gets 4K (segmentation) or 7K (clustering). With labels, evaluation
+  is Hungarian when K equals the classes, else many-to-one; without, it reports the loss and cluster sizes.
+  Defaults: grey + Sobel input (--rgb adds the colour channels), the textures3 (segmentation) or digits
+  (clustering) preset's settings with SmallSegNetTwoHead / SmallClusterNetTwoHead on the CPU, and
+  SegmentationNet10aTwoHead / ClusterNet5gTwoHead on CUDA (change any with --set, e.g. --set arch=...).
+  S must be a multiple of 4, at least 16. Example:
+    iic-fast train --data photos/ --task segmentation --k 4 --out runs/photos"""
 
 
 def _train_parser(sub: argparse._SubParsersAction) -> None:
@@ -38,7 +53,7 @@ def _train_parser(sub: argparse._SubParsersAction) -> None:
                        description="Train IIC with a preset's hyperparameters.",
                        epilog=TRAIN_EPILOG.format(table="\n".join("  " + r for r in preset_table())),
                        formatter_class=argparse.RawDescriptionHelpFormatter)
-    p.add_argument("--preset", default="textures3", help="preset name (listed below); default textures3")
+    p.add_argument("--preset", default=None, help="preset name (listed below); default textures3")
     p.add_argument("--data-root", default=None, help="folder with the dataset's release files "
                    "(paper presets only; the embedded textures3 and digits need none)")
     p.add_argument("--out", default=None, help="run directory (default runs/<preset>-<timestamp>)")
@@ -47,6 +62,15 @@ def _train_parser(sub: argparse._SubParsersAction) -> None:
                    "--batch-size in the memory of this many pairs (two forward passes per step); 0 = off")
     p.add_argument("--max-steps", type=int, default=None, help="stop after this many optimiser steps (0 = no limit)")
     p.add_argument("--max-minutes", type=float, default=None, help="stop after this many minutes of "
+    own = p.add_argument_group("your own images (see below)")
+    own.add_argument("--data", metavar="DIR", default=None, help="train on the images in DIR (instead of a preset)")
+    own.add_argument("--task", choices=["segmentation", "clustering"], default=None, help="what to learn from DIR")
+    own.add_argument("--k", type=int, default=None, help="clusters of the main head (default: the label classes)")
+    own.add_argument("--input-size", type=int, default=None, help="crop side (segmentation) or image side "
+                     "(clustering); default 64, 128 for segmentation on CUDA")
+    own.add_argument("--rgb", action="store_true", help="keep the colour channels (default: grey + Sobel)")
+    own.add_argument("--skip-bad-images", action="store_true", help="skip unreadable images with one warning "
+                     "line each (default: stop with an error naming the file)")
                    "training and evaluation, then evaluate (0 = no limit)")
     p.add_argument("--device", default=None, help="auto (default: CUDA if available), cpu, cuda, cuda:1, ...")
     p.add_argument("--seed", type=int, default=None, help="seed of weights, batches and augmentations")
@@ -82,7 +106,7 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def _train(args: argparse.Namespace) -> int:
-    from .train import NonFiniteLossError, Trainer, TrainConfig, apply_overrides, preset
+    from .train import NonFiniteLossError, Trainer, TrainConfig, apply_overrides
 
     flags = {"data_root": args.data_root, "batch_size": args.batch_size, "micro_batch": args.micro_batch,
              "max_steps": args.max_steps, "max_minutes": args.max_minutes, "device": args.device,
@@ -92,12 +116,36 @@ def _train(args: argparse.Namespace) -> int:
         flags["progress"] = False
     try:
         if args.resume:
+def _train_config(args: argparse.Namespace, flags: dict) -> "TrainConfig":
+    """The preset's config, or with --data the folder's (``iic_fast.train.data.folder_config``)."""
+    from .train import TrainConfig, preset, resolve_device
+    from .train.data import folder_config
+
+    if not args.data:
+        given = {"--task": args.task, "--k": args.k, "--input-size": args.input_size, "--rgb": args.rgb or None,
+                 "--skip-bad-images": args.skip_bad_images or None}
+        extra = [name for name, value in given.items() if value is not None]
+        if extra:
+            raise ValueError(f"{extra[0]} goes with --data DIR (your own images)")
+        return preset(args.preset or "textures3", **flags)
+    if args.preset or args.data_root:
+        raise ValueError("--data DIR does not combine with --preset or --data-root (change settings with --set)")
+    if args.task is None:
+        raise ValueError("--data DIR needs --task segmentation or --task clustering")
+    cuda = resolve_device(flags.get("device", "auto")).type == "cuda"
+    config = folder_config(args.data, args.task, args.k, input_size=args.input_size, rgb=args.rgb, cuda=cuda,
+                           skip_bad_images=args.skip_bad_images)
+    return TrainConfig.from_dict({**config.to_dict(), **flags})
+
+
             with open(os.path.join(args.resume, "config.json"), encoding="utf-8") as f:
                 config = TrainConfig.from_dict({**json.load(f), **flags})
             out = args.resume
         else:
-            config = preset(args.preset, **flags)
-            out = args.out or os.path.join("runs", f"{args.preset}-{time.strftime('%Y%m%d-%H%M%S')}")
+            config = _train_config(args, flags)
+            out = args.out or os.path.join("runs", f"{config.preset}-{time.strftime('%Y%m%d-%H%M%S')}")
+        if os.path.exists(out) and not os.path.isdir(out):
+            raise ValueError(f"the run directory '{out}' is a file")
         config = apply_overrides(config, args.overrides)
         trainer = Trainer(config, out, resume=bool(args.resume))
     except (ValueError, FileNotFoundError) as error:

@@ -117,6 +117,7 @@ def test_cli_trains_two_steps_and_reports_accuracy_and_miou(tmp_path, capsys, pr
     summary = json.loads(capsys.readouterr().out.strip().splitlines()[-1])
     assert summary["preset"] == preset and summary["steps"] == 2 and summary["match"] == "hungarian"
     assert 0.0 <= summary["test_acc"] <= 1.0 and 0.0 <= summary["miou"] <= 1.0
+    assert summary["test_acc_selection"] == "lowest_loss"  # which sub-head test_acc is
     evals = [json.loads(line) for line in (run / "metrics.jsonl").read_text().splitlines()]
     last = [r for r in evals if r["kind"] == "eval"][-1]
     assert len(last["per_class_iou"]) == 27 and last["test_acc_selection"] == "lowest_loss"

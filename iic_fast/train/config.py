@@ -46,7 +46,7 @@ class TrainConfig:
     data_root: Optional[str] = None
     # keyword arguments of the dataset's partitions builder (e.g. COCO's channel_order, unlabelled_as_sky)
     dataset_options: Dict[str, Any] = field(default_factory=dict)
-    gt_k: int = 3
+    gt_k: Optional[int] = 3  # ground-truth classes; None: no labels (folder data), no accuracy
     input_size: int = 64  # segmentation crop side; clustering inputs come from the pair preset
     n_train: int = 512  # Textures-3 (embedded set only): training mosaics of input_size,
     n_test: int = 128  # and test mosaics of test_size
@@ -116,7 +116,11 @@ class TrainConfig:
 
     def validate(self) -> "TrainConfig":
         """Raises ValueError naming the first inconsistent field; returns self."""
-        registry.get(self.dataset)  # unknown name: ValueError listing the registered datasets
+        spec = registry.get(self.dataset)  # unknown name: ValueError listing the registered datasets
+        if self.gt_k != spec.num_classes(self):
+            raise ValueError(f"gt_k must be the {self.dataset} classes ({spec.num_classes(self)}), got {self.gt_k}")
+        if self.gt_k is not None and self.gt_k < 1:
+            raise ValueError(f"gt_k must be >= 1 or None, got {self.gt_k}")
         if self.mode not in ("iid", "iid+"):
             raise ValueError(f"mode must be 'iid' or 'iid+', got {self.mode!r}")
         if self.head_schedule not in SCHEDULES:

@@ -63,11 +63,13 @@ class Evaluator:
     def confusions(self, dataset: Dataset, train_mode: bool = False) -> List[torch.Tensor]:
         """One (k_B, gt_k) confusion matrix per sub-head over ``dataset`` (``train_mode``: see predict)."""
         accs: List[ConfusionAccumulator] = []
+        k_true = self.config.gt_k or 1  # no labels: one pseudo-class, so the matrices hold the cluster sizes
         for batch in D.device_batches(eval_loader(self.config, dataset), self.device):
             x, y, mask = self._inputs(batch)
+            y = y if self.config.gt_k else torch.zeros_like(y)
             preds = self.predict(x, train_mode)
             if not accs:
-                accs = [ConfusionAccumulator(self.config.output_k_B, self.config.gt_k, self.device) for _ in preds]
+                accs = [ConfusionAccumulator(self.config.output_k_B, k_true, self.device) for _ in preds]
             for acc, p in zip(accs, preds):
                 acc.update(p, y, mask)
         return [a.compute() for a in accs]
@@ -80,6 +82,8 @@ class Evaluator:
 
     def run(self, losses: List[float]) -> Dict[str, Any]:
         """Metrics of the main head; ``losses`` (one per sub-head) select the reported sub-head."""
+        if self.config.gt_k is None:
+            return self._unlabelled(losses)
         double: Dict[str, Any] = {}
         if self.config.double_eval:  # first: its BatchNorm updates feed the evaluation below
             r = self._report(losses, train_mode=True)
@@ -94,14 +98,26 @@ class Evaluator:
             "mapping": sel.mapping.tolist(), "per_class_iou": sel.per_class_iou.tolist(),
         }
 
+    def _unlabelled(self, losses: List[float]) -> Dict[str, Any]:
+        """Data without labels (gt_k None): the lowest-loss sub-head, its loss and its cluster sizes on
+        the test data (pixels or images per cluster); the accuracy keys are None."""
+        confs = self.confusions(self.data.test)
+        sel = select_subheads(losses, confs, "many_to_one").by_loss
+        return {"test_acc": None, "test_acc_selection": "lowest_loss", "test_acc_best_subhead": None, "nmi": None,
+                "ari": None, "miou": None, "match": None, "subhead": sel, "best_subhead": sel, "subhead_accs": None,
+                "subhead_losses": list(losses), "mapping": list(range(self.config.output_k_B)),
+                "per_class_iou": None, "loss": losses[sel], "cluster_sizes": confs[sel][:, 0].tolist()}
+
     def render(self, path: str, record: Dict[str, Any], n: int = 8) -> None:
         """predictions.png for the first ``n`` test samples, with the selected sub-head and mapping."""
         batch = next(iter(D.device_batches(eval_loader(self.config, self.data.test), self.device)))
         batch = tuple(t[:n] for t in batch)
         x, y, mask = self._inputs(batch)
         pred = apply_mapping(self.predict(x)[record["subhead"]], torch.tensor(record["mapping"]))
-        title = f"{self.config.preset}: test acc {record['test_acc']:.3f} (step {record['step']})"
-        plot_predictions(D.transforms.as_float(batch[0]), pred, y, self.config.gt_k, path, title, mask)
+        acc = "no labels" if record["test_acc"] is None else f"test acc {record['test_acc']:.3f}"
+        title = f"{self.config.preset}: {acc} (step {record['step']})"
+        plot_predictions(D.transforms.as_float(batch[0]), pred, y, self.config.gt_k or self.config.output_k_B, path,
+                         title, mask)
 
 
 def evaluate_run(run_dir: str, checkpoint: str = "best", *, device: str = "auto",

@@ -291,7 +291,8 @@ class Trainer:
         c, st, steps = self.config, self.state.stats, self.state.schedule.steps
         summary = {
             "preset": c.preset, "dataset": c.dataset, "mode": c.mode,
-            "test_acc": last["test_acc"], "test_acc_best_subhead": last["test_acc_best_subhead"],
+            "test_acc": last["test_acc"], "test_acc_selection": last["test_acc_selection"],
+            "test_acc_best_subhead": last["test_acc_best_subhead"],
             "nmi": last["nmi"], "ari": last["ari"], "miou": last["miou"], "match": last["match"],
             "best_acc": st.best["acc"], "best_step": st.best["step"],
             "train_seconds": round(self.elapsed(), 2), "steps": self.step, "epochs": self.state.position.epoch,
