@@ -26,6 +26,7 @@ from torch.utils.data import Dataset, TensorDataset
 from .classification import clustering_partitions
 from .cityscapes import cityscapes_partitions
 from .cocostuff import cocostuff_partitions
+from . import folder
 from .embedded import digits, textures3
 from .pairs import ClusteringPairs, SegmentationPairs, clustering_preset, segmentation_preset
 from .potsdam import potsdam_partitions
@@ -152,4 +153,19 @@ def _paper_specs() -> None:
 register(DatasetSpec("textures3", "segmentation", _textures3, pair_preset="textures3", raw_channels=1, classes=3))
 register(DatasetSpec("digits", "clustering", _digits, pair_preset="digits", raw_channels=1, classes=10))
 _paper_specs()
+
+
+def _colour_channels(config: Any) -> int:
+    """Folder data is read with as many channels as its pair maker treats as colour (1 grey, 3 RGB)."""
+    return get(config.dataset).pairs(config).colour_channels
+
+
+def _folder(task: str) -> Callable[[Any], Partitions]:
+    return lambda config: folder.partitions(task, config, _colour_channels(config))
+
+
+# your own images (iic_fast.data.folder): gt_k comes from the labels (None without them)
+for _task, _pairs in (("segmentation", "textures3"), ("clustering", "stl10")):
+    register(DatasetSpec(f"folder_{_task}", _task, _folder(_task), pair_preset=_pairs, raw_channels=_colour_channels,
+                         classes=lambda config: config.gt_k, needs_root=True))
 

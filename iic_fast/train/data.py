@@ -6,6 +6,7 @@ assignment and test datasets of the evaluation protocol, and the pair maker.
 """
 from __future__ import annotations
 
+import os
 from dataclasses import dataclass
 from typing import Any, Dict, Iterator, Optional, Tuple, Union
 
@@ -13,9 +14,9 @@ import torch
 from torch.utils.data import DataLoader, Dataset, TensorDataset
 
 from .. import data as D
-from ..data import registry
+from ..data import folder, registry
 from ..models import build
-from .config import TrainConfig
+from .config import TrainConfig, preset
 
 Pairs = Union[D.SegmentationPairs, D.ClusteringPairs]
 
@@ -65,6 +66,53 @@ class RunData:
     segmentation: bool
 
 
+#: folder data: (base preset, overclustering head's multiple of k) per task; arch per task on (CPU, CUDA)
+FOLDER_BASE = {"segmentation": ("textures3", 4), "clustering": ("digits", 7)}
+FOLDER_ARCH = {"segmentation": ("SmallSegNetTwoHead", "SegmentationNet10aTwoHead"),
+               "clustering": ("SmallClusterNetTwoHead", "ClusterNet5gTwoHead")}
+
+
+def folder_config(root: str, task: str, k: Optional[int] = None, *, input_size: Optional[int] = None,
+                  rgb: bool = False, cuda: bool = False, skip_bad_images: bool = False) -> TrainConfig:
+    """The training config for your own images in the folder ``root`` (``iic-fast train --data``).
+
+    Base preset textures3 (segmentation) or digits (clustering), with: the folder dataset; head B of
+    ``k`` clusters (default: the number of label classes) and head A of 4 k (segmentation, as
+    Textures-3's 12 / 3) or 7 k (clustering, as the paper's STL10 / CIFAR10 70 / 10); gt_k from the
+    labels (None without); grey + Sobel input ([grey, dx, dy] for segmentation, [dx, dy] for
+    clustering) or with ``rgb`` the colour channels too; the small networks on the CPU, the paper's
+    (SegmentationNet10aTwoHead at lr 1e-4, crops of 128, d 10, batch 32, no time budget; ClusterNet5gTwoHead
+    at lr 1e-4) on CUDA. ``input_size`` (default 64 on the CPU, 128 for segmentation on CUDA): crop
+    side (segmentation) or the side clustering images are resized to (tf2 crops 3/4, 7/8 and all of
+    it), a multiple of 4 of at least 16. Raises ValueError naming the bad argument."""
+    if task not in registry.TASKS:
+        raise ValueError(f"--task must be one of {registry.TASKS}, got {task!r}")
+    gt_k = folder.count_classes(root, task)
+    k = gt_k if k is None else k
+    if k is None:
+        raise ValueError(f"--k (the number of clusters) is needed: '{root}' has no labels to count classes from")
+    if k < 2:
+        raise ValueError(f"--k must be at least 2, got {k}")
+    size = input_size or (128 if cuda and task == "segmentation" else 64)
+    if size < 16 or size % 4:
+        raise ValueError(f"--input-size must be a multiple of 4 and at least 16 (the networks pool the input "
+                         f"twice at most), got {size}")
+    base, multiple = FOLDER_BASE[task]
+    colour = {"colour_channels": 3, "include_rgb": True} if rgb else {"colour_channels": 1}
+    if task == "segmentation":
+        pairs = colour if rgb else {}
+        gpu = dict(lr=1e-4, d=10, batch_size=32, max_minutes=0.0)
+    else:
+        crops = sorted({round(size * 3 / 4), round(size * 7 / 8), size})
+        pairs = {"input_size": size, "crop1": size, "crop2": crops, "rot_deg": 0.0, "shift": 0, **colour,
+                 "jitter": [0.4, 0.4, 0.4, 0.125] if rgb else [0.4, 0.4, 0.0, 0.0]}
+        gpu = dict(lr=1e-4)
+    return preset(base, preset="folder", dataset=f"folder_{task}", data_root=os.path.abspath(root), gt_k=gt_k,
+                  output_k_B=k, output_k_A=multiple * k, input_size=size, arch=FOLDER_ARCH[task][cuda], pairs=pairs,
+                  num_sub_heads=1 if task == "segmentation" else 5,
+                  dataset_options={"skip_bad_images": True} if skip_bad_images else {}, **(gpu if cuda else {}))
+
+
 def make_pairs(config: TrainConfig) -> Pairs:
     """The pair maker of the config's dataset (its registry entry), with ``repeats`` and ``pairs``."""
     return registry.get(config.dataset).pairs(config)
@@ -82,7 +130,7 @@ def eval_loader(config: TrainConfig, dataset: Dataset) -> DataLoader:
 
 
 def _workers(config: TrainConfig, dataset: Dataset) -> Optional[int]:
-    if isinstance(dataset, TensorDataset):
+    if isinstance(dataset, (TensorDataset, folder.FolderSegmentation)):
         return 0  # in memory: workers would only add start-up cost
     return None if config.num_workers < 0 else config.num_workers
 
@@ -99,7 +147,8 @@ def build_data(config: TrainConfig, device: torch.device, rank: int = 0, world: 
     for head in heads:
         ds = parts["train_a" if head == "A" else "train_b"]
         if len(ds) < n:
-            raise ValueError(f"the training set has {len(ds)} images, fewer than one step's {n}")
+            raise ValueError(f"the training set has {len(ds)} images, fewer than one step's {n}: lower "
+                             "--batch-size")
         loader = D.make_loader(ds, n, shuffle=True, seed=config.seed, drop_last=True,
                                num_workers=_workers(config, ds))
         streams[head] = BatchStream(loader, device, rank, world)
