@@ -132,3 +132,50 @@ def test_compiled_loss_matches_eager():
     eager = iic.segmentation_loss(x1, x2, d=2)
     compiled = torch.compile(lambda a, b: iic.segmentation_loss(a, b, d=2), fullgraph=True)(x1, x2)
     torch.testing.assert_close(compiled, eager, rtol=1e-5, atol=1e-6)
+
+
+def _shifted(x, ty, tx):
+    """The original's random_translation_multiple for a drawn shift, by its definition:
+    out[..., y, x] = in[..., y + ty, x + tx], zero where that falls outside the image."""
+    out = torch.zeros_like(x)
+    H, W = x.shape[-2:]
+    for y in range(H):
+        for xx in range(W):
+            if 0 <= y + ty < H and 0 <= xx + tx < W:
+                out[..., y, xx] = x[..., y + ty, xx + tx]
+    return out
+
+
+@pytest.mark.parametrize("lo,hi", [(0, 2), (1, 3)])
+def test_sparse_translation_matches_the_originals_draws_and_shift(lo, hi):
+    # The original draws, per axis, a magnitude uniform in [lo, hi] and a sign uniform in {-1, +1}; one shift
+    # for the whole batch and all channels. Find each seeded draw's shift from a probe with distinct values.
+    H = W = 2 * hi + 3
+    probe = torch.arange(1, 2 * 3 * H * W + 1, dtype=torch.float64).view(2, 3, H, W)
+    shifted = {(a, b): _shifted(probe, a, b) for a in range(-hi, hi + 1) for b in range(-hi, hi + 1)}
+    gen, counts, draws = torch.Generator().manual_seed(0), {}, 3000
+    for _ in range(draws):
+        out = iic.losses.random_translation_multiple(probe, lo, hi, gen)
+        y, x = 0, 0
+        while out[0, 0, y, x] == 0:  # a pixel that received a value
+            y, x = (y, x + 1) if x + 1 < W else (y + 1, 0)
+        src = int(out[0, 0, y, x]) - 1
+        ty, tx = src // W - y, src % W - x
+        assert torch.equal(out, shifted[ty, tx]), (ty, tx)  # the exact shift, every image and channel
+        counts[ty, tx] = counts.get((ty, tx), 0) + 1
+    values = [v for v in range(-hi, hi + 1) if abs(v) >= lo]
+    assert set(counts) == {(a, b) for a in values for b in values}  # both signs, the maximum included
+    for a in values:
+        for b in values:
+            p = (1 if a == 0 else 0.5) * (1 if b == 0 else 0.5) / (hi - lo + 1) ** 2
+            assert abs(counts[a, b] - draws * p) < 5 * (draws * p * (1 - p)) ** 0.5, (a, b, counts[a, b])
+    # the drop-in translates x2 by that draw: the original's loss on the shifted x2, same seed
+    x1, x2 = random_maps(2, 3, H, W)
+    eye = torch.tensor([[1.0, 0, 0], [0, 1, 0]], dtype=torch.float64).repeat(2, 1, 1)
+    mask = torch.ones(2, H, W, dtype=torch.float64)
+    got = iic.IID_segmentation_loss_uncollapsed(x1, x2, eye, mask, half_T_side_dense=1, half_T_side_sparse_min=lo,
+                                                half_T_side_sparse_max=hi, generator=torch.Generator().manual_seed(7))
+    out = iic.losses.random_translation_multiple(probe, lo, hi, torch.Generator().manual_seed(7))
+    ty, tx = next(shift for shift, want in shifted.items() if torch.equal(out, want))
+    want = original_segmentation_loss(x1, _shifted(x2, ty, tx), eye, mask, 1.0, 1, uncollapsed=True)
+    torch.testing.assert_close(torch.stack(got), torch.stack(want), rtol=1e-10, atol=1e-12)
