@@ -17,7 +17,17 @@ from .ops import joint, mi
 
 __version__ = "0.1.0"
 
+
+def __getattr__(name: str):
+    """``load_run`` loads on first use (it imports the trainer, models and data packages)."""
+    if name == "load_run":
+        from .deploy.inference import load_run
+
+        return load_run
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+
+
 __all__ = [
     "JointAccumulator", "joint", "mi", "segmentation_loss", "clustering_loss", "IID_loss", "IID_segmentation_loss",
-    "IID_segmentation_loss_uncollapsed", "has_kernels", "build_info", "__version__",
+    "IID_segmentation_loss_uncollapsed", "has_kernels", "build_info", "load_run", "__version__",
 ]

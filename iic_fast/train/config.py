@@ -91,6 +91,7 @@ class TrainConfig:
     seed: int = 0
     num_workers: int = -1  # -1: the data package's default
     progress: bool = True
+    tensorboard: bool = False  # also log metrics and predictions to RUN_DIR/tensorboard (train/tensorboard.py)
 
     @property
     def task(self) -> str:

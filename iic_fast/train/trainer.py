@@ -28,10 +28,11 @@ from . import schedule
 from .config import TrainConfig
 from .data import build_data
 from .evaluation import Evaluator
-from .report import MetricsLog, plot_curves, write_json
+from .report import plot_curves, write_json
 from .runtime import build_model, init_distributed, resolve_device
 from .state import Schedule, TrainState
 from .steps import NonFiniteLossError, PairNet, StepRunner
+from .tensorboard import metrics_log
 
 
 class Trainer:
@@ -69,7 +70,7 @@ class Trainer:
         self.evaluator = Evaluator(self.net, self.data, config, self.device, model.autocast)
         self.state = TrainState(schedule=Schedule(horizon=schedule.horizon(config, self.pass_steps)))
         self._t0: Optional[float] = None  # wall clock at the start of this session's training time
-        self.log = MetricsLog(os.path.join(out, "metrics.jsonl"))
+        self.log = metrics_log(out, config.tensorboard, self.evaluator.render)  # + TensorBoard if asked
         if self.main:
             os.makedirs(out, exist_ok=True)
             write_json(os.path.join(out, "config.json"), config.to_dict())
