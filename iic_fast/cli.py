@@ -5,6 +5,10 @@
     iic-fast train --preset potsdam3 --data-root data/potsdam --micro-batch 25
     iic-fast eval runs/textures3-20250101-120000
     iic-fast bench --device cuda
+    iic-fast segment runs/textures3-20250101-120000 photos/ --out segmented/
+    iic-fast cluster RUN_DIR photos/ --out assignments.csv
+    iic-fast export RUN_DIR --format onnx
+    iic-fast import-original IIC/out/555 --out runs/coco3-555
 
 ``iic-fast`` with no arguments is ``iic-fast train``. Under ``torchrun`` the same command trains with
 DistributedDataParallel.
@@ -18,6 +22,8 @@ import subprocess
 import sys
 import time
 from typing import List, Optional
+
+from .deploy.commands import COMMANDS as DEPLOY_COMMANDS, add_parsers as add_deploy_parsers, run as run_deploy
 
 TRAIN_EPILOG = """presets (--preset):
 {table}
@@ -56,13 +62,6 @@ def _train_parser(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--preset", default=None, help="preset name (listed below); default textures3")
     p.add_argument("--data-root", default=None, help="folder with the dataset's release files "
                    "(paper presets only; the embedded textures3 and digits need none)")
-    p.add_argument("--out", default=None, help="run directory (default runs/<preset>-<timestamp>)")
-    p.add_argument("--batch-size", type=int, default=None, help="pairs per optimiser step (the paper's batch_sz)")
-    p.add_argument("--micro-batch", type=int, default=None, help="pairs per forward pass: the exact gradient of "
-                   "--batch-size in the memory of this many pairs (two forward passes per step); 0 = off")
-    p.add_argument("--max-steps", type=int, default=None, help="stop after this many optimiser steps (0 = no limit)")
-    p.add_argument("--max-minutes", type=float, default=None, help="stop after this many minutes of "
-                   "training and evaluation, then evaluate (0 = no limit)")
     own = p.add_argument_group("your own images (see below)")
     own.add_argument("--data", metavar="DIR", default=None, help="train on the images in DIR (instead of a preset)")
     own.add_argument("--task", choices=["segmentation", "clustering"], default=None, help="what to learn from DIR")
@@ -72,6 +71,13 @@ def _train_parser(sub: argparse._SubParsersAction) -> None:
     own.add_argument("--rgb", action="store_true", help="keep the colour channels (default: grey + Sobel)")
     own.add_argument("--skip-bad-images", action="store_true", help="skip unreadable images with one warning "
                      "line each (default: stop with an error naming the file)")
+    p.add_argument("--out", default=None, help="run directory (default runs/<preset>-<timestamp>)")
+    p.add_argument("--batch-size", type=int, default=None, help="pairs per optimiser step (the paper's batch_sz)")
+    p.add_argument("--micro-batch", type=int, default=None, help="pairs per forward pass: the exact gradient of "
+                   "--batch-size in the memory of this many pairs (two forward passes per step); 0 = off")
+    p.add_argument("--max-steps", type=int, default=None, help="stop after this many optimiser steps (0 = no limit)")
+    p.add_argument("--max-minutes", type=float, default=None, help="stop after this many minutes of "
+                   "training and evaluation, then evaluate (0 = no limit)")
     p.add_argument("--device", default=None, help="auto (default: CUDA if available), cpu, cuda, cuda:1, ...")
     p.add_argument("--seed", type=int, default=None, help="seed of weights, batches and augmentations")
     p.add_argument("--resume", metavar="RUN_DIR", default=None, help="continue RUN_DIR from its latest.pt "
@@ -80,13 +86,17 @@ def _train_parser(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--set", dest="overrides", action="append", default=[], metavar="KEY=VALUE",
                    help="override a config field (repeatable); see below")
     p.add_argument("--no-progress", action="store_true", help="no progress bar")
+    p.add_argument("--tensorboard", action="store_true", help="also log metrics and predictions to "
+                   "RUN_DIR/tensorboard (needs pip install 'iic_fast[tensorboard]')")
 
 
 def build_parser() -> argparse.ArgumentParser:
-    """The ``iic-fast`` argument parser (subcommands train, eval, bench)."""
+    """The ``iic-fast`` argument parser (subcommands train, eval, bench, segment, cluster, export,
+    import-original)."""
     parser = argparse.ArgumentParser(prog="iic-fast", description=__doc__,
                                      formatter_class=argparse.RawDescriptionHelpFormatter)
-    sub = parser.add_subparsers(dest="command", metavar="{train,eval,bench}")
+    sub = parser.add_subparsers(dest="command",
+                                metavar="{train,eval,bench,segment,cluster,export,import-original}")
     _train_parser(sub)
     e = sub.add_parser("eval", help="re-evaluate a run directory's checkpoint",
                        description="Re-evaluate RUN_DIR/best.pt (or latest.pt) on the preset's test "
@@ -102,6 +112,7 @@ def build_parser() -> argparse.ArgumentParser:
     b.add_argument("--device", default="cpu", help="cpu or cuda")
     b.add_argument("--out", default=".", metavar="DIR", help="folder for the results JSON (default: the "
                    "current folder; never the package's source tree unless named here)")
+    add_deploy_parsers(sub)
     return parser
 
 
@@ -134,6 +145,8 @@ def _train(args: argparse.Namespace) -> int:
              "max_steps": args.max_steps, "max_minutes": args.max_minutes, "device": args.device,
              "seed": args.seed}
     flags = {k: v for k, v in flags.items() if v is not None}
+    if args.tensorboard:
+        flags["tensorboard"] = True
     if args.no_progress:
         flags["progress"] = False
     try:
@@ -219,6 +232,8 @@ def main(argv: Optional[List[str]] = None) -> int:
     if extra and args.command != "bench":
         parser.error(f"unrecognized arguments: {' '.join(extra)}")
     args.bench_args = extra  # bench passes the rest on to benchmarks/bench_loss.py
+    if args.command in DEPLOY_COMMANDS:
+        return run_deploy(args)
     return {"train": _train, "eval": _eval, "bench": _bench}[args.command](args)
 
 
