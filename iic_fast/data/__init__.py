@@ -7,10 +7,13 @@ FileNotFoundError) naming the missing/corrupt file and the expected layout.
 Segmentation datasets (map-style; samples are CPU uint8, cropped by the workers)
 ------------------------------------------------------------------------------
 ``Potsdam(root, lists, *, coarse=True, size=200, crop="random"|"center", seed=0)``
-``CocoStuff(root, splits, *, classes=3|15, prescale=0.33, size=128, crop=..., channel_order="rgb")``
+``CocoStuff(root, splits, *, classes=3|15|27, prescale=0.33, short_side=None, size=128, crop=...,
+channel_order="rgb", unlabelled_as_sky=False)``
+``Cityscapes(root, splits=("val",), *, labels=True, short_side=320, size=128, crop=...)`` (Cityscapes-27)
     sample = (img uint8 (C, S, S), label int64 (S, S) [-1 = ignore], mask bool (S, S))
-    Potsdam C = 4 (R, G, B, IR), gt_k 3 (coarse) or 6; COCO C = 3, gt_k 3 or 15.
-``potsdam_partitions(root, mode="iid"|"iid+")`` / ``cocostuff_partitions(root, classes, mode)``
+    Potsdam C = 4 (R, G, B, IR), gt_k 3 (coarse) or 6; COCO C = 3, gt_k 3, 15 or 27; Cityscapes C = 3, gt_k 27.
+``potsdam_partitions(root, mode="iid"|"iid+")`` / ``cocostuff_partitions(root, classes, mode)`` /
+``cityscapes_partitions(root, mode)``
     -> {"train", "assign", "test"} datasets (train: random crops, others: centre crops).
 
 Clustering datasets (``ArrayDataset``: ``.images`` uint8 (N, C, H, W), ``.labels`` int64 (N,))
@@ -63,6 +66,7 @@ from ._common import DatasetError, DatasetFileNotFoundError
 from .classification import (
     CIFAR100_TO_20, ArrayDataset, cifar10, cifar100_20, clustering_partitions, mnist, stl10,
 )
+from .cityscapes import Cityscapes, cityscapes_partitions
 from .cocostuff import CocoStuff, cocostuff_partitions, curated_list_name, load_fine_to_coarse_pickle
 from .cocostuff_labels import COARSE_NAMES, FINE_NAMES, FINE_TO_COARSE, fine_to_target_table
 from .embedded import TEXTURE_NAMES, digits, textures3
@@ -73,11 +77,11 @@ from .registry import DATASETS, DatasetSpec
 from . import registry, transforms
 
 __all__ = [
-    "ArrayDataset", "CIFAR100_TO_20", "COARSE_NAMES", "ClusteringPairs", "CocoStuff", "DATASETS", "DatasetError",
-    "DatasetSpec", "DatasetFileNotFoundError", "EpochSampler", "FINE_NAMES", "FINE_TO_COARSE", "POTSDAM_6_TO_3",
-    "Potsdam", "SegmentationPairs", "TEXTURE_NAMES", "cifar10", "cifar100_20", "clustering_partitions",
-    "clustering_preset", "cocostuff_partitions", "curated_list_name", "device_batches", "digits",
-    "fine_to_target_table", "load_fine_to_coarse_pickle", "make_loader", "map_potsdam_labels", "mnist",
-    "potsdam_partitions", "registry", "segmentation_preset", "set_epoch", "stl10", "textures3",
-    "to_device", "transforms",
+    "ArrayDataset", "CIFAR100_TO_20", "COARSE_NAMES", "Cityscapes", "ClusteringPairs", "CocoStuff", "DATASETS",
+    "DatasetError", "DatasetFileNotFoundError", "DatasetSpec", "EpochSampler", "FINE_NAMES", "FINE_TO_COARSE",
+    "POTSDAM_6_TO_3", "Potsdam", "SegmentationPairs", "TEXTURE_NAMES", "cifar10", "cifar100_20",
+    "cityscapes_partitions", "clustering_partitions", "clustering_preset", "cocostuff_partitions",
+    "curated_list_name", "device_batches", "digits", "fine_to_target_table", "load_fine_to_coarse_pickle",
+    "make_loader", "map_potsdam_labels", "mnist", "potsdam_partitions", "registry", "segmentation_preset",
+    "set_epoch", "stl10", "textures3", "to_device", "transforms",
 ]
