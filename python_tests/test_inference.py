@@ -13,7 +13,7 @@ from PIL import Image
 
 from iic_fast.cli import main
 from iic_fast.data.transforms import rgb_to_grey, sobel_process
-from iic_fast.deploy.images import ImageReadError, read_image
+from iic_fast.deploy.images import read_image
 from iic_fast.deploy.inference import RunModel, _input_spec, build_network, load_run, save_run
 from iic_fast.train import preset
 
@@ -142,29 +142,11 @@ def test_bgr_runs_reorder_rgb_input(tmp_path):
     torch.testing.assert_close(model.segment(rgb, probs=True), expected, atol=1e-5, rtol=1e-4)
 
 
-# ---------------------------------------------------------------------- the image reader
-def test_read_image_exif_16bit_and_alpha(tmp_path):
-    pixels = np.arange(12 * 20, dtype=np.uint8).reshape(12, 20)
-    exif = Image.Exif()
-    exif[0x0112] = 6  # orientation: the stored image is shown rotated 90 degrees clockwise
-    Image.fromarray(pixels).save(tmp_path / "rotated.jpg", exif=exif, quality=100)
-    assert read_image(str(tmp_path / "rotated.jpg")).shape == (1, 20, 12)
-    Image.fromarray(np.array([[0, 65535, 32896]], dtype=np.uint16)).save(tmp_path / "deep.png")
-    assert read_image(str(tmp_path / "deep.png")).tolist() == [[[0, 255, 128]]]
-    rgba = np.zeros((4, 5, 4), dtype=np.uint8)
-    rgba[..., 0], rgba[..., 3] = 200, 10
-    Image.fromarray(rgba).save(tmp_path / "alpha.png")
-    x = read_image(str(tmp_path / "alpha.png"))
-    assert x.shape == (3, 4, 5) and x[0].eq(200).all() and x[1:].eq(0).all()
-    (tmp_path / "bad.png").write_bytes(b"not an image")
-    with pytest.raises(ImageReadError, match="bad.png"):
-        read_image(str(tmp_path / "bad.png"))
-
-
 # ---------------------------------------------------------------------- iic-fast segment / cluster
 @pytest.fixture
 def photos(tmp_path):
-    """Real photographs of mixed sizes and formats (scikit-image's bundled data), one in a sub-folder."""
+    """Real photographs of mixed sizes and formats (scikit-image's bundled data), one in a sub-folder, and
+    a label folder."""
     import skimage.data
 
     folder = tmp_path / "photos"
@@ -173,6 +155,8 @@ def photos(tmp_path):
     Image.fromarray(skimage.data.astronaut()[::4, ::4]).save(folder / "astronaut.jpg")
     Image.fromarray(skimage.data.astronaut()[100:190, 50:171]).save(folder / "sub" / "crop.tif")
     (folder / "notes.txt").write_text("not an image")
+    (folder / "labels").mkdir()  # ground truth beside the images (folder datasets' layout): not an input
+    Image.fromarray(np.zeros((10, 10), np.uint8)).save(folder / "labels" / "coins.png")
     return folder
 
 
@@ -182,7 +166,7 @@ def test_segment_writes_labels_and_overlay_per_photo(seg_run, photos, tmp_path, 
                  "--no-progress", "--batch-size", "2"]) == 0
     model = load_run(seg_run[0], device="cpu")
     for name, source in (("coins", "coins.png"), ("astronaut", "astronaut.jpg"), ("sub/crop", "sub/crop.tif")):
-        image = read_image(str(photos / source))
+        image = read_image(str(photos / source), 1)
         labels = Image.open(out / f"{name}_labels.png")
         overlay = Image.open(out / f"{name}_overlay.png")
         assert labels.mode == "P" and overlay.mode == "RGB"
@@ -246,7 +230,7 @@ def test_cluster_command_writes_assignments(clu_run, photos, tmp_path, capsys):
     assert main(["cluster", clu_run[0], str(photos), "--out", str(out), "--device", "cpu"]) == 0
     rows = list(csv.DictReader(open(out)))
     model = load_run(clu_run[0], device="cpu")
-    ids, confidence = model.cluster([read_image(r["path"]) for r in rows])
+    ids, confidence = model.cluster([read_image(r["path"], 1) for r in rows])
     assert [os.path.basename(r["path"]) for r in rows] == ["astronaut.jpg", "coins.png", "crop.tif"]
     assert [int(r["cluster"]) for r in rows] == ids.tolist()
     np.testing.assert_allclose([float(r["confidence"]) for r in rows], confidence.numpy(), atol=1e-6)

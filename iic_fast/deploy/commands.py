@@ -12,9 +12,8 @@ import csv
 import glob
 import os
 import sys
-from typing import Dict, List, Sequence, Tuple
+from typing import Any, Dict, List, Sequence, Tuple
 
-IMAGE_EXTENSIONS = (".png", ".jpg", ".jpeg", ".tif", ".tiff", ".bmp", ".webp", ".gif", ".ppm", ".pgm")
 OUTPUTS = {"labels": "_labels.png", "overlay": "_overlay.png", "probs": "_probs.npy"}
 
 
@@ -27,18 +26,13 @@ def _inside(path: str, folder: str) -> bool:
 
 
 def _scan(root: str, out: str) -> List[Tuple[str, str]]:
-    """Image files below ``root`` with their names (relative path without extension), leaving out the
-    folder ``out`` when it lies strictly inside ``root`` (an output folder is not an input)."""
-    found = []
-    for folder, dirs, files in os.walk(root):
-        dirs.sort()
-        if out and out != root and _inside(folder, out):
-            continue
-        for f in sorted(files):
-            if f.lower().endswith(IMAGE_EXTENSIONS):
-                path = os.path.join(folder, f)
-                found.append((path, os.path.splitext(os.path.relpath(path, root))[0]))
-    return found
+    """Image files below ``root`` as folder datasets find them (hidden entries and ``labels`` folders
+    skipped) with their names (relative path without extension), leaving out the folder ``out`` when it
+    lies strictly inside ``root`` (an output folder is not an input)."""
+    from ..data.folder import find_images
+
+    return [(p, os.path.splitext(os.path.relpath(p, root))[0]) for p in find_images(root)
+            if not (out and out != root and _inside(p, out))]
 
 
 def expand_inputs(inputs: Sequence[str], out: str = "") -> List[Tuple[str, str]]:
@@ -97,16 +91,16 @@ def _out_folder(out: str) -> str:
     return os.path.abspath(out)
 
 
-def _read_all(paths: Sequence[str], skip_bad: bool) -> List[Tuple[str, "object"]]:
-    """(path, uint8 (C, H, W)) for readable images; a bad one is a UsageError, or one warning line with
-    ``skip_bad``."""
-    from .images import ImageReadError, read_image
+def _read_all(paths: Sequence[str], channels: int, skip_bad: bool) -> List[Tuple[str, Any]]:
+    """(path, uint8 (channels, H, W)) for readable images; a bad one is a UsageError, or one warning line
+    with ``skip_bad``."""
+    from .images import read_image
 
     good = []
     for p in paths:
         try:
-            good.append((p, read_image(p)))
-        except (ImageReadError, OSError) as error:
+            good.append((p, read_image(p, channels)))
+        except ValueError as error:  # DatasetError, naming the file
             if not skip_bad:
                 raise UsageError(f"{error} (--skip-bad-images skips such files)") from None
             print(f"iic-fast: warning: skipping {p}: {error}", file=sys.stderr)
@@ -136,12 +130,13 @@ def segment_command(args: argparse.Namespace) -> int:
     plan = plan_outputs(items, out, args.probs)
     model = load_run(args.run_dir, args.checkpoint, args.device, amp=args.amp, max_pixels=args.max_pixels)
     model.check_task("segmentation")
+    channels = min(model.spec.raw_channels, 3)  # files give grey or RGB
     paths = sorted(plan, key=_image_size)  # one size per batch where possible
     for target in {os.path.dirname(t) for p in paths for t in plan[p].values()}:
         os.makedirs(target, exist_ok=True)
     with tqdm(total=len(paths), unit="image", disable=args.no_progress, desc="segment") as bar:
         for start in range(0, len(paths), args.batch_size):
-            batch = _read_all(paths[start:start + args.batch_size], args.skip_bad_images)
+            batch = _read_all(paths[start:start + args.batch_size], channels, args.skip_bad_images)
             if batch:
                 images = [img.float() / 255.0 for _, img in batch]
                 results = model.segment(images, probs=True, batch_size=args.batch_size)
@@ -171,9 +166,10 @@ def cluster_command(args: argparse.Namespace) -> int:
         out = f"{root}.rank{rank}{ext}"
     model = load_run(args.run_dir, args.checkpoint, args.device, amp=args.amp)
     model.check_task("clustering")
+    channels = min(model.spec.raw_channels, 3)
     rows = []
     for start in range(0, len(items), args.batch_size):
-        batch = _read_all([p for p, _ in items[start:start + args.batch_size]], args.skip_bad_images)
+        batch = _read_all([p for p, _ in items[start:start + args.batch_size]], channels, args.skip_bad_images)
         if batch:
             ids, confidence = model.cluster([img for _, img in batch], batch_size=args.batch_size)
             rows += [(p, int(i), f"{float(c):.6f}") for (p, _), i, c in zip(batch, ids, confidence)]
