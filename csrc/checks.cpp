@@ -34,6 +34,8 @@ void check_joint_grad(const at::Tensor& grad, const at::Tensor& x1, int64_t d, b
                                grad.size(2) == k);
   TORCH_CHECK(ok, "iic_fast: grad_joint has shape ", grad.sizes(), ", expected the joint's shape for k=", k,
               ", d=", d, ", collapsed=", collapsed);
+  TORCH_CHECK(at::isFloatingType(grad.scalar_type()), "iic_fast: grad_joint must be floating point, got ",
+              grad.scalar_type());
   TORCH_CHECK(grad.device() == x1.device(), "iic_fast: grad_joint must be on ", x1.device(), ", got ",
               grad.device());
 }
@@ -45,11 +47,6 @@ void check_mi_input(const at::Tensor& joint, c10::DeviceType device) {
               joint.scalar_type());
   TORCH_CHECK(joint.device().type() == device, "iic_fast: joint must be on a ", c10::DeviceTypeName(device),
               " device, got ", joint.device());
-}
-
-void check_floating(const at::Tensor& t, const char* name) {
-  TORCH_CHECK(at::isFloatingType(t.scalar_type()), "iic_fast: ", name, " must be floating point, got ",
-              t.scalar_type());
 }
 
 void check_shared_memory(size_t bytes, size_t limit) {

@@ -3,6 +3,8 @@
 #include <pybind11/pybind11.h>
 #include <torch/library.h>
 
+#include "cpu/joint_cpu.h"
+
 #ifdef WITH_CUDA
 #include <cuda_runtime_api.h>
 #endif
@@ -31,6 +33,7 @@ pybind11::dict build_info() {
   info["cuda_version"] = pybind11::none();
 #endif
   info["openmp"] = static_cast<bool>(IIC_FAST_OPENMP);
+  info["cpu_isa"] = iic_fast::cpu::selected_isa();  // chosen at run time (IIC_FAST_CPU_ISA caps it)
   return info;
 }
 

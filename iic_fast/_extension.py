@@ -31,8 +31,10 @@ def has_kernels(device: Union[str, torch.device] = "cpu") -> bool:
 
 
 def build_info() -> dict:
-    """What the extension was compiled with ({'cuda': bool, 'cuda_version': str|None, 'openmp': bool}),
-    or {'loaded': False, 'error': ...} when it could not be loaded."""
+    """What the extension was compiled with and runs with: {'loaded': True, 'cuda': bool, 'cuda_version': str|None,
+    'openmp': bool, 'cpu_isa': 'avx512' | 'avx2' | 'base' (the CPU kernels' instruction set, chosen at run time
+    from what the CPU supports; the environment variable IIC_FAST_CPU_ISA caps it)}, or {'loaded': False,
+    'error': ...} when the extension could not be loaded."""
     if not HAS_OPS:
         return {"loaded": False, "error": repr(LOAD_ERROR)}
     return {"loaded": True, **_C.build_info()}

@@ -13,6 +13,7 @@ import torch
 import torch.distributed as dist
 
 from . import ops
+from ._checks import check_choice, check_int, check_value
 from .losses import clustering_joint
 
 
@@ -40,17 +41,15 @@ class JointAccumulator:
     """
 
     def __init__(self, d: Optional[int] = None, collapsed: bool = False, impl: str = "auto") -> None:
-        if d is not None and (isinstance(d, bool) or not isinstance(d, int) or d < 0):
-            raise ValueError(f"d must be a non-negative int or None (clustering), got {d!r}")
-        self.d, self.collapsed, self.impl = d, collapsed, impl
+        self.d = None if d is None else check_int(d, "d", low=0)
+        self.collapsed, self.impl = collapsed, check_choice(impl, "impl", ops.IMPLS)
         self.joint: Optional[torch.Tensor] = None
         self._lamb: Optional[float] = None
         self._grad: Optional[torch.Tensor] = None
 
     def _joint(self, x1: torch.Tensor, x2: torch.Tensor, mask: Optional[torch.Tensor]) -> torch.Tensor:
         if self.d is None:
-            if mask is not None:
-                raise ValueError("mask is only supported for segmentation joints (d is not None)")
+            check_value(mask is None, "mask is only supported for segmentation joints (d is not None)")
             return clustering_joint(x1, x2)
         return ops.joint(x1, x2, self.d, mask=mask, collapsed=self.collapsed, impl=self.impl)
 

@@ -12,6 +12,7 @@ import torch
 import torch.nn.functional as F
 
 from . import ops, reference
+from ._checks import check_int, check_tensor, check_value
 
 LossPair = Tuple[torch.Tensor, torch.Tensor]
 
@@ -22,7 +23,9 @@ def segmentation_loss(x1: torch.Tensor, x2: torch.Tensor, *, d: int, lamb: float
 
     Args:
         x1, x2: (n, k, H, W) softmax outputs for an image and its transformed twin (x2 warped into x1's frame).
-        d: displacement radius (the original's ``half_T_side_dense``).
+        d: displacement radius (the original's ``half_T_side_dense``): at most max(H, W) for the uncollapsed loss
+            (a shift with no pixel pair has no joint); any d >= 0 when collapsed, as in the original (shifts
+            beyond the image add nothing).
         lamb: weight of the marginal entropies.
         mask: optional (n, H, W) in {0, 1}.
         collapsed: False (default) is the paper's loss (MI per shift, averaged); True sums the joints over
@@ -45,13 +48,11 @@ def clustering_loss(z: torch.Tensor, zt: torch.Tensor, lamb: float = 1.0) -> Los
 
 def clustering_joint(z: torch.Tensor, zt: torch.Tensor) -> torch.Tensor:
     """Raw clustering joint J = sum_n z[n] zt[n]^T. z, zt: (n, k) -> (k, k) in float32 (float64 for float64)."""
-    for name, x in (("z", z), ("zt", zt)):
-        if not isinstance(x, torch.Tensor) or x.dim() != 2 or not x.is_floating_point():
-            raise ValueError(f"{name} must be a floating (n, k) tensor, got {getattr(x, 'shape', type(x).__name__)}")
-    if zt.shape != z.shape or zt.device != z.device:
-        raise ValueError(f"zt must match z's shape {tuple(z.shape)} and device {z.device}, "
-                         f"got {tuple(zt.shape)} on {zt.device}")
-    dtype = torch.float64 if z.dtype == torch.float64 else torch.float32
+    check_tensor(z, "z", floating=True, dims=(2,))
+    check_tensor(zt, "zt", floating=True, dims=(2,))
+    check_value(zt.shape == z.shape and zt.device == z.device, f"zt must match z's shape {tuple(z.shape)} and "
+                f"device {z.device}, got {tuple(zt.shape)} on {zt.device}")
+    dtype = ops.accumulation_dtype(z.dtype)
     return z.to(dtype).t() @ zt.to(dtype)
 
 
@@ -73,9 +74,9 @@ def perform_affine_tf(data: torch.Tensor, tf_matrices: torch.Tensor) -> torch.Te
     """Warps data (n, c, H, W) by per-sample (n, 2, 3) matrices in affine_grid coordinates, bilinear with zero
     padding and the original's (PyTorch 0.4) align_corners=True convention. Identity and horizontal-flip
     matrices, the only ones of the paper runs, are done exactly by copying (the same numbers, far cheaper)."""
-    if tf_matrices.shape != (data.shape[0], 2, 3):
-        raise ValueError(f"all_affine2_to_1 must have shape (n, 2, 3) = {(data.shape[0], 2, 3)}, "
-                         f"got {tuple(tf_matrices.shape)}")
+    check_tensor(tf_matrices, "all_affine2_to_1", floating=True)
+    check_value(tf_matrices.shape == (data.shape[0], 2, 3), f"all_affine2_to_1 must have shape (n, 2, 3) = "
+                f"{(data.shape[0], 2, 3)}, got {tuple(tf_matrices.shape)}")
     A = tf_matrices.to(device=data.device, dtype=data.dtype)
     identity = torch.tensor([[1.0, 0, 0], [0, 1, 0]], device=A.device, dtype=A.dtype)
     flip = torch.tensor([[-1.0, 0, 0], [0, 1, 0]], device=A.device, dtype=A.dtype)
@@ -108,13 +109,14 @@ def random_translation_multiple(data: torch.Tensor, half_side_min: int, half_sid
 def _segmentation_dropin(x1_outs, x2_outs, all_affine2_to_1, all_mask_img1, lamb, half_T_side_dense,
                          half_T_side_sparse_min, half_T_side_sparse_max, collapsed, generator, impl) -> LossPair:
     if half_T_side_dense is None:
-        raise ValueError("half_T_side_dense (the displacement radius d) is required")
+        raise TypeError("half_T_side_dense (the displacement radius d) is required")
+    d = check_int(half_T_side_dense, "half_T_side_dense", low=0)
     x2 = x2_outs
     if all_affine2_to_1 is not None:
         x2 = perform_affine_tf(x2, all_affine2_to_1)
     if half_T_side_sparse_min or half_T_side_sparse_max:
         x2 = random_translation_multiple(x2, half_T_side_sparse_min or 0, half_T_side_sparse_max or 0, generator)
-    return segmentation_loss(x1_outs, x2, d=int(half_T_side_dense), lamb=lamb, mask=all_mask_img1,
+    return segmentation_loss(x1_outs, x2, d=d, lamb=lamb, mask=all_mask_img1,
                              collapsed=collapsed, impl=impl)
 
 

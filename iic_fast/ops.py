@@ -1,7 +1,8 @@
 """The iic_fast custom ops (autograd and fake kernels) and the dispatch between algorithms.
 
-``joint`` and ``mi`` are the building blocks of every loss: they validate their arguments, pick an
-implementation (``impl``) and return the same numbers whichever one runs.
+``joint`` and ``mi`` are the building blocks of every loss: they validate their arguments (``iic_fast._checks``:
+TypeError for a wrong kind, ValueError for a wrong value), pick an implementation (``impl``) and return the same
+numbers whichever one runs.
 """
 from __future__ import annotations
 
@@ -9,7 +10,8 @@ from typing import Optional, Tuple
 
 import torch
 
-from . import reference
+from . import algorithms, reference
+from ._checks import check_choice, check_int, check_tensor, check_value
 from ._extension import HAS_OPS, has_kernels, warn_no_kernels
 
 IMPLS = ("auto", "kernel", "fft", "reference")
@@ -20,22 +22,56 @@ IMPLS = ("auto", "kernel", "fft", "reference")
 DIRECT_MAX_COST = {"cpu": 600, "cuda": 500}
 
 
+def accumulation_dtype(dtype: torch.dtype) -> torch.dtype:
+    """The dtype joints and epilogues are computed in: float64 for float64, float32 for every other floating
+    dtype (EPS = 2.2e-16 underflows in half precision). The kernels follow the same rule (csrc/common.h)."""
+    return torch.float64 if dtype == torch.float64 else torch.float32
+
+
 if HAS_OPS:
+    # The fake (meta) kernels check their arguments as the compiled ones do (csrc/checks.cpp), with the same
+    # messages and error type (RuntimeError), so that a traced program fails where an eager one would.
+
+    def _check_joint_args(x1, x2, d):
+        torch._check(x1.dim() == 4, lambda: f"iic_fast: x1 must have shape (n, k, H, W), got {list(x1.shape)}")
+        torch._check(x2.shape == x1.shape,
+                     lambda: f"iic_fast: x2 must have the shape of x1 {list(x1.shape)}, got {list(x2.shape)}")
+        torch._check(x1.dtype == x2.dtype,
+                     lambda: f"iic_fast: x1 and x2 must have one dtype, got {x1.dtype} and {x2.dtype}")
+        torch._check(x1.is_floating_point(), lambda: f"iic_fast: x1 must be floating point, got {x1.dtype}")
+        torch._check(x1.device == x2.device,
+                     lambda: f"iic_fast: x1 and x2 must be on one device, got {x1.device} and {x2.device}")
+        torch._check(x1.shape[1] > 0, lambda: f"iic_fast: x1 must have k >= 1 classes, got shape {list(x1.shape)}")
+        torch._check(d >= 0, lambda: f"iic_fast: d must be >= 0, got {d}")
+        torch._check(d <= torch.sym_max(x1.shape[2], x1.shape[3]),
+                     lambda: f"iic_fast: d={d} exceeds the image size {x1.shape[2]}x{x1.shape[3]}")
 
     @torch.library.register_fake("iic_fast::joint")
     def _joint_fake(x1, x2, d, collapsed):
+        _check_joint_args(x1, x2, d)
         k = x1.shape[1]
-        dtype = torch.float64 if x1.dtype == torch.float64 else torch.float32
         shape = (k, k) if collapsed else ((2 * d + 1) ** 2, k, k)
-        return x1.new_empty(shape, dtype=dtype)
+        return x1.new_empty(shape, dtype=accumulation_dtype(x1.dtype))
 
     @torch.library.register_fake("iic_fast::joint_backward")
     def _joint_backward_fake(grad, x1, x2, d, collapsed):
+        _check_joint_args(x1, x2, d)
+        k = x1.shape[1]
+        shape = (k, k) if collapsed else ((2 * d + 1) ** 2, k, k)
+        torch._check(tuple(grad.shape) == shape, lambda: f"iic_fast: grad_joint has shape {list(grad.shape)}, "
+                     f"expected the joint's shape for k={k}, d={d}, collapsed={collapsed}")
+        torch._check(grad.is_floating_point(),
+                     lambda: f"iic_fast: grad_joint must be floating point, got {grad.dtype}")
+        torch._check(grad.device == x1.device,
+                     lambda: f"iic_fast: grad_joint must be on {x1.device}, got {grad.device}")
         return torch.empty_like(x1, memory_format=torch.contiguous_format), torch.empty_like(
             x2, memory_format=torch.contiguous_format)
 
     @torch.library.register_fake("iic_fast::mi")
     def _mi_fake(joint, lamb, collapsed):
+        torch._check(joint.dim() in (2, 3) and joint.shape[-1] == joint.shape[-2] and joint.shape[-1] > 0,
+                     lambda: f"iic_fast: joint must have shape (S, k, k) or (k, k), got {list(joint.shape)}")
+        torch._check(joint.is_floating_point(), lambda: f"iic_fast: joint must be floating point, got {joint.dtype}")
         return joint.new_empty(()), joint.new_empty(()), torch.empty_like(joint)
 
     def _joint_setup(ctx, inputs, output):
@@ -66,33 +102,27 @@ if HAS_OPS:
     torch.library.register_autograd("iic_fast::mi", _mi_grad, setup_context=_mi_setup)
 
 
-def check_maps(x1: torch.Tensor, x2: torch.Tensor, d: int, mask: Optional[torch.Tensor] = None) -> None:
-    """Raises a ValueError/TypeError naming the argument unless x1, x2 are matching (n, k, H, W) floating
-    tensors on one device, 0 <= d <= max(H, W), and mask is None or (n, H, W) on the same device."""
-    for name, x in (("x1", x1), ("x2", x2)):
-        if not isinstance(x, torch.Tensor):
-            raise TypeError(f"{name} must be a torch.Tensor, got {type(x).__name__}")
-    if x1.dim() != 4:
-        raise ValueError(f"x1 must have shape (n, k, H, W), got {tuple(x1.shape)}")
-    if x2.shape != x1.shape:
-        raise ValueError(f"x2 must have the shape of x1 {tuple(x1.shape)}, got {tuple(x2.shape)}")
-    if not x1.is_floating_point() or x2.dtype != x1.dtype:
+def check_maps(x1: torch.Tensor, x2: torch.Tensor, d: int, mask: Optional[torch.Tensor] = None,
+               collapsed: bool = False) -> None:
+    """Checks the arguments of ``joint``: x1, x2 matching non-empty (n, k, H, W) tensors of one floating dtype
+    on one device; d an int in [0, max(H, W)] (collapsed: any d >= 0, as in the original, where shifts beyond
+    the image add nothing); mask None or (n, H, W) on the same device. TypeError for a wrong kind of argument,
+    ValueError for a wrong value, naming the argument."""
+    check_tensor(x1, "x1", floating=True)
+    check_tensor(x2, "x2", floating=True)
+    check_value(x1.dim() == 4, f"x1 must have shape (n, k, H, W), got {tuple(x1.shape)}")
+    check_value(x2.shape == x1.shape, f"x2 must have the shape of x1 {tuple(x1.shape)}, got {tuple(x2.shape)}")
+    if x2.dtype != x1.dtype:
         raise TypeError(f"x1 and x2 must share one floating dtype, got {x1.dtype} and {x2.dtype}")
-    if x1.device != x2.device:
-        raise ValueError(f"x1 and x2 must be on one device, got {x1.device} and {x2.device}")
-    if min(x1.shape) == 0:
-        raise ValueError(f"x1 must be non-empty, got shape {tuple(x1.shape)}")
-    if isinstance(d, bool) or not isinstance(d, int):
-        raise TypeError(f"d must be an int, got {d!r}")
+    check_value(x1.device == x2.device, f"x1 and x2 must be on one device, got {x1.device} and {x2.device}")
+    check_value(min(x1.shape) > 0, f"x1 must be non-empty, got shape {tuple(x1.shape)}")
     n, _, H, W = x1.shape
-    if not 0 <= d <= max(H, W):
-        raise ValueError(f"d must be in [0, max(H, W)] = [0, {max(H, W)}], got {d}")
+    check_int(d, "d", low=0, high=None if collapsed else max(H, W))
     if mask is not None:
-        if not isinstance(mask, torch.Tensor) or tuple(mask.shape) != (n, H, W):
-            got = tuple(mask.shape) if isinstance(mask, torch.Tensor) else type(mask).__name__
-            raise ValueError(f"mask must have shape (n, H, W) = {(n, H, W)}, got {got}")
-        if mask.device != x1.device:
-            raise ValueError(f"mask must be on {x1.device}, got {mask.device}")
+        check_tensor(mask, "mask")
+        check_value(tuple(mask.shape) == (n, H, W), f"mask must have shape (n, H, W) = {(n, H, W)}, "
+                    f"got {tuple(mask.shape)}")
+        check_value(mask.device == x1.device, f"mask must be on {x1.device}, got {mask.device}")
 
 
 def choose_impl(x1: torch.Tensor, d: int, collapsed: bool, impl: str = "auto") -> str:
@@ -101,8 +131,7 @@ def choose_impl(x1: torch.Tensor, d: int, collapsed: bool, impl: str = "auto") -
     auto: compiled kernel for collapsed joints; for uncollapsed ones the direct kernel while (2d+1)^2 k is at
     most DIRECT_MAX_COST[device] (its cost grows with the shifts, the FFT's does not), else the FFT.
     """
-    if impl not in IMPLS:
-        raise ValueError(f"impl must be one of {IMPLS}, got {impl!r}")
+    check_choice(impl, "impl", IMPLS)
     if impl == "reference":
         return "reference"
     if impl == "fft":
@@ -117,17 +146,14 @@ def choose_impl(x1: torch.Tensor, d: int, collapsed: bool, impl: str = "auto") -
     return "kernel" if direct_ok else "fft"
 
 
-def _accumulation_dtype(x: torch.Tensor) -> torch.dtype:
-    return torch.float64 if x.dtype == torch.float64 else torch.float32
-
-
 def joint(x1: torch.Tensor, x2: torch.Tensor, d: int, *, mask: Optional[torch.Tensor] = None,
           collapsed: bool = False, impl: str = "auto") -> torch.Tensor:
     """Raw IIC joint of displaced patches.
 
     Args:
         x1, x2: (n, k, H, W) class probabilities (x2 already warped into x1's frame).
-        d: displacement radius; T = 2d+1 shifts per axis.
+        d: displacement radius; T = 2d+1 shifts per axis; at most max(H, W) for uncollapsed joints, any
+            d >= 0 when collapsed (shifts beyond the image add nothing, as in the original).
         mask: optional (n, H, W) in {0, 1}; masked pixels take part neither as centre nor as partner.
         collapsed: sum the joints over shifts.
         impl: "auto" | "kernel" | "fft" | "reference" (the conv trick).
@@ -135,17 +161,19 @@ def joint(x1: torch.Tensor, x2: torch.Tensor, d: int, *, mask: Optional[torch.Te
         J (T*T, k, k) in shift order s = (dy+d)*T + (dx+d), or (k, k) when collapsed; float32 for
         float32/float16/bfloat16 inputs, float64 for float64.
     """
-    check_maps(x1, x2, d, mask)
+    check_maps(x1, x2, d, mask, collapsed)
+    if collapsed:  # shifts of max(H, W) or more pair no pixels: the same joint, within every algorithm's range
+        d = min(d, max(x1.shape[2], x1.shape[3]))
     algorithm = choose_impl(x1, d, collapsed, impl)
     if algorithm == "kernel":
-        a, b = reference.apply_mask(x1, x2, mask)
+        a, b = algorithms.apply_mask(x1, x2, mask)
         return torch.ops.iic_fast.joint(a, b, d, collapsed)
-    dtype = _accumulation_dtype(x1)
+    dtype = accumulation_dtype(x1.dtype)
     a, b = x1.to(dtype), x2.to(dtype)
     if algorithm == "box":
-        return reference.joint_box(a, b, d, mask)
+        return algorithms.joint_box(a, b, d, mask)
     if algorithm == "fft":
-        return reference.joint_fft(a, b, d, mask)
+        return algorithms.joint_fft(a, b, d, mask)
     return reference.joint_conv(a, b, d, mask, collapsed=collapsed)
 
 
@@ -157,13 +185,11 @@ def mi(J: torch.Tensor, lamb: float = 1.0, collapsed: bool = False,
     slices (lamb = 1 gives -MI). ``collapsed=True`` detaches the normaliser of a (k, k) joint, as the
     original's collapsed loss does. Uses the fused kernel when compiled for J's device.
     """
-    if not isinstance(J, torch.Tensor) or J.dim() not in (2, 3) or J.shape[-1] != J.shape[-2] or J.numel() == 0:
-        raise ValueError(f"J must be a (S, k, k) or (k, k) tensor, got {getattr(J, 'shape', type(J).__name__)}")
-    if impl not in IMPLS:
-        raise ValueError(f"impl must be one of {IMPLS}, got {impl!r}")
-    if not J.is_floating_point():
-        raise TypeError(f"J must be floating point, got {J.dtype}")
-    J = J.to(_accumulation_dtype(J))  # the epilogue is never run in half precision (EPS underflows)
+    check_tensor(J, "J", floating=True)
+    check_value(J.dim() in (2, 3) and J.shape[-1] == J.shape[-2] and J.numel() > 0,
+                f"J must be a (S, k, k) or (k, k) tensor, got shape {tuple(J.shape)}")
+    check_choice(impl, "impl", IMPLS)
+    J = J.to(accumulation_dtype(J.dtype))  # the epilogue is never run in half precision (EPS underflows)
     if impl in ("auto", "kernel") and has_kernels(J.device):
         loss, loss_no_lamb, _ = torch.ops.iic_fast.mi(J, float(lamb), collapsed)
         return loss, loss_no_lamb
@@ -177,8 +203,8 @@ def check_joint_values(J: torch.Tensor) -> None:
     if torch.compiler.is_compiling():
         return
     slices = J.reshape(-1, J.shape[-2], J.shape[-1])
-    if not bool(torch.isfinite(slices).all()):
-        raise ValueError("the inputs contain non-finite values (NaN or inf): the joint is not finite")
+    check_value(bool(torch.isfinite(slices).all()),
+                "the inputs contain non-finite values (NaN or inf): the joint is not finite")
     empty = (slices.sum(dim=(1, 2)) <= 0).nonzero().flatten().tolist()
     if empty:
         raise ValueError(f"the joint has zero mass for {len(empty)} shift(s) (first: index {empty[0]}): the mask "

@@ -20,8 +20,9 @@ def random_mask(n, H, W, p=0.7, seed=1, device="cpu"):
     return (torch.rand(n, H, W, generator=g) < p).to(device=device, dtype=torch.float64)
 
 
-def brute_joint(x1, x2, d, mask=None):
-    """J[s, i, j] = sum_n sum_u a[n, i, u + t_s] b[n, j, u] by an explicit loop over shifts, float64."""
+def brute_joint(x1, x2, d, mask=None, collapsed=False):
+    """J[s, i, j] = sum_n sum_u a[n, i, u + t_s] b[n, j, u] by an explicit loop over shifts, float64; summed over
+    the shifts when collapsed."""
     a, b = x1.double(), x2.double()
     if mask is not None:
         a, b = a * mask.double()[:, None], b * mask.double()[:, None]
@@ -38,7 +39,24 @@ def brute_joint(x1, x2, d, mask=None):
             shifted = a[:, :, y0 + dy:y1 + dy, x0 + dx:x1_ + dx]
             centre = b[:, :, y0:y1, x0:x1_]
             J[(dy + d) * T + (dx + d)] = torch.einsum("niyx,njyx->ij", shifted, centre)
-    return J
+    return J.sum(0) if collapsed else J
+
+
+def brute_grads(G, x1, x2, d, collapsed=False, mask=None):
+    """dL/dx1, dL/dx2 of L = <G, J> by autograd through the float64 brute force (the joint's backward)."""
+    a, b = (x.detach().double().requires_grad_(True) for x in (x1, x2))
+    J = brute_joint(a, b, d, mask, collapsed)
+    return torch.autograd.grad((J * G.double()).sum(), (a, b))
+
+
+def assert_rel(got, want, tol, floor=1e-300):
+    """max |got - want| <= tol * max(max |want|, floor), in float64; got must be finite (an unwritten output
+    shows up as NaN after poisoning)."""
+    got, want = got.double(), want.double().to(got.device)
+    assert torch.isfinite(got).all(), "non-finite values (an unwritten output?)"
+    scale = want.abs().max().clamp_min(floor)
+    err = ((got - want).abs().max() / scale).item()
+    assert err <= tol, f"relative error {err:.3g} > {tol:g}"
 
 
 def original_mi(P_raw, lamb=1.0, EPS=sys.float_info.epsilon, detach_normaliser=False):
@@ -86,3 +104,9 @@ def original_clustering_loss(x_out, x_tf_out, lamb=1.0, EPS=sys.float_info.epsil
     p_i_j = (x_out.unsqueeze(2) * x_tf_out.unsqueeze(1)).sum(dim=0)
     p_i_j = (p_i_j + p_i_j.t()) / 2.0
     return original_mi(p_i_j, lamb, EPS)
+
+
+def gradcheck(fn, inputs):
+    """torch.autograd.gradcheck in fast mode (random projections of the Jacobian: a wrong gradient still fails, in
+    a fraction of the time), in float64 inputs."""
+    return torch.autograd.gradcheck(fn, inputs, fast_mode=True)

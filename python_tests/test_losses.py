@@ -69,6 +69,26 @@ def test_sparse_translation_is_reproducible_and_integer():
     assert len(shifts) == 1
 
 
+@pytest.mark.filterwarnings("ignore:iic_fast")
+@pytest.mark.parametrize("impl", IMPLS)
+def test_collapsed_loss_accepts_any_d_as_the_original(impl):
+    # Shifts beyond the image pair no pixels: the collapsed loss at d > max(H, W) is the loss at d = max(H, W),
+    # for the package's API, the drop-in and the original's transcription alike.
+    n, k, H, W = 2, 3, 6, 5
+    x1, x2 = random_maps(n, k, H, W)
+    mask, A = random_mask(n, H, W), _flip_affines(n, torch.Generator().manual_seed(0))
+    at_max = iic.segmentation_loss(x1, x2, d=max(H, W), mask=mask, collapsed=True, lamb=1.3, impl=impl)
+    assert not torch.equal(at_max[0], iic.segmentation_loss(x1, x2, d=2, mask=mask, collapsed=True, lamb=1.3)[0])
+    for d in (max(H, W) + 1, 25):
+        torch.testing.assert_close(iic.segmentation_loss(x1, x2, d=d, mask=mask, collapsed=True, lamb=1.3, impl=impl),
+                                   at_max, rtol=1e-12, atol=1e-14)
+        expected = original_segmentation_loss(x1, x2, A, mask, 1.3, d, uncollapsed=False)
+        torch.testing.assert_close(iic.IID_segmentation_loss(x1, x2, A, mask, 1.3, d, impl=impl), expected,
+                                   rtol=1e-10, atol=1e-12)
+    with pytest.raises(ValueError, match=r"d must be in \[0, 6\], got 7"):
+        iic.segmentation_loss(x1, x2, d=7, impl=impl)  # uncollapsed: a shift with no pixel pair has no joint
+
+
 @pytest.mark.parametrize("lamb", [1.0, 2.0])
 def test_clustering_dropin_matches_the_original(lamb):
     g = torch.Generator().manual_seed(0)
@@ -98,32 +118,42 @@ def test_half_precision_inputs_accumulate_in_float32():
     assert iic.segmentation_loss(x1, x2, d=1)[0].dtype == torch.float32
 
 
-BAD_CALLS = [
-    (lambda x, m: iic.joint(x[0], x, 1), "x1 must have shape"),
-    (lambda x, m: iic.joint(x, x[:, :2], 1), "x2 must have the shape"),
-    (lambda x, m: iic.joint(x, x.float(), 1), "dtype"),
-    (lambda x, m: iic.joint(x.long(), x.long(), 1), "floating"),
-    (lambda x, m: iic.joint(x, x, -1), "d must be"),
-    (lambda x, m: iic.joint(x, x, 99), "d must be"),
-    (lambda x, m: iic.joint(x, x, 1.5), "d must be an int"),
-    (lambda x, m: iic.joint(x, x, 1, mask=m[:, :3]), "mask must have shape"),
-    (lambda x, m: iic.joint(x, x, 1, impl="fast"), "impl must be"),
-    (lambda x, m: iic.segmentation_loss(x, x, d=1, mask=torch.zeros_like(m)), "zero mass"),
-    (lambda x, m: iic.segmentation_loss(x.clone().fill_(float("nan")), x, d=1), "non-finite"),
-    (lambda x, m: iic.segmentation_loss(x, x, d=6), "zero mass"),
-    (lambda x, m: iic.clustering_loss(x[:, :, 0, 0], x[:, :2, 0, 0]), "zt must match"),
-    (lambda x, m: iic.IID_segmentation_loss(x, x, None, m, 1.0), "half_T_side_dense"),
-    (lambda x, m: iic.IID_segmentation_loss(x, x, torch.zeros(2, 3), m, 1.0, 1), "all_affine2_to_1"),
-    (lambda x, m: iic.mi(torch.ones(2, 3)), "J must be"),
+BAD_CALLS = [  # (call, the exact error type, message): TypeError for a wrong kind, ValueError for a wrong value
+    (lambda x, m: iic.joint(x[0], x, 1), ValueError, r"x1 must have shape \(n, k, H, W\), got \(3, 6, 5\)"),
+    (lambda x, m: iic.joint(x, x[:, :2], 1), ValueError, "x2 must have the shape of x1"),
+    (lambda x, m: iic.joint(x, x.float(), 1), TypeError, "x1 and x2 must share one floating dtype"),
+    (lambda x, m: iic.joint(x.long(), x.long(), 1), TypeError, "x1 must be floating point, got torch.int64"),
+    (lambda x, m: iic.joint(x.numpy(), x, 1), TypeError, "x1 must be a torch.Tensor, got ndarray"),
+    (lambda x, m: iic.joint(x, x, -1), ValueError, r"d must be in \[0, 6\], got -1"),
+    (lambda x, m: iic.joint(x, x, 99), ValueError, r"d must be in \[0, 6\], got 99"),
+    (lambda x, m: iic.joint(x, x, -1, collapsed=True), ValueError, r"d must be in \[0, inf\], got -1"),
+    (lambda x, m: iic.joint(x, x, 1.5), TypeError, "d must be an int, got 1.5"),
+    (lambda x, m: iic.joint(x, x, 1, mask=m[:, :3]), ValueError, "mask must have shape"),
+    (lambda x, m: iic.joint(x, x, 1, mask=m.tolist()), TypeError, "mask must be a torch.Tensor, got list"),
+    (lambda x, m: iic.joint(x, x, 1, impl="fast"), ValueError, "impl must be one of"),
+    (lambda x, m: iic.segmentation_loss(x, x, d=1, mask=torch.zeros_like(m)), ValueError, "zero mass"),
+    (lambda x, m: iic.segmentation_loss(x.clone().fill_(float("nan")), x, d=1), ValueError, "non-finite"),
+    (lambda x, m: iic.segmentation_loss(x, x, d=6), ValueError, "zero mass"),
+    (lambda x, m: iic.clustering_loss(x[:, :, 0, 0], x[:, :2, 0, 0]), ValueError, "zt must match"),
+    (lambda x, m: iic.clustering_loss(x[:, :, 0], x[:, :, 0]), ValueError, "z must be 2-d"),
+    (lambda x, m: iic.clustering_loss(x[:, :, 0, 0].long(), x[:, :, 0, 0]), TypeError, "z must be floating"),
+    (lambda x, m: iic.IID_segmentation_loss(x, x, None, m, 1.0), TypeError, "half_T_side_dense"),
+    (lambda x, m: iic.IID_segmentation_loss(x, x, None, m, 1.0, 2.5), TypeError, "half_T_side_dense must be an int"),
+    (lambda x, m: iic.IID_segmentation_loss(x, x, torch.zeros(2, 3), m, 1.0, 1), ValueError, "all_affine2_to_1"),
+    (lambda x, m: iic.mi(torch.ones(2, 3)), ValueError, r"J must be a \(S, k, k\) or \(k, k\) tensor"),
+    (lambda x, m: iic.mi(torch.ones(3, 3, dtype=torch.long)), TypeError, "J must be floating point"),
+    (lambda x, m: iic.JointAccumulator(d=-1), ValueError, r"d must be in \[0, inf\], got -1"),
+    (lambda x, m: iic.JointAccumulator(d=2, impl="fast"), ValueError, "impl must be one of"),
 ]
 
 
 @pytest.mark.filterwarnings("ignore:iic_fast")
-@pytest.mark.parametrize("call,message", BAD_CALLS)
-def test_bad_input_gives_a_clear_error(call, message):
+@pytest.mark.parametrize("call,error,message", BAD_CALLS)
+def test_bad_input_gives_a_clear_error(call, error, message):
     x1, _ = random_maps(2, 3, 6, 5)
-    with pytest.raises((ValueError, TypeError), match=message):
+    with pytest.raises(error, match=message) as info:
         call(x1, random_mask(2, 6, 5))
+    assert type(info.value) is error  # the exact type, not a subclass
 
 
 @pytest.mark.filterwarnings("ignore:iic_fast")

@@ -1,11 +1,13 @@
-"""The pure-PyTorch algorithms agree with the brute-force definition, and the epilogue with analytic cases."""
+"""The oracle (iic_fast.reference: the original's conv trick and the epilogue) agrees with the brute-force
+definition of oracle.py and with analytic cases. The production algorithms are checked in test_algorithms.py and
+test_kernels.py."""
 import math
 
 import pytest
 import torch
 
 from iic_fast import reference
-from oracle import brute_joint, original_mi, random_mask, random_maps
+from oracle import brute_joint, gradcheck, original_mi, random_mask, random_maps
 
 # (n, k, H, W, d): odd sizes, H != W, d = 0, d >= H, k = 1 and 50, batch of one
 GRID = [
@@ -16,33 +18,12 @@ GRID = [
 
 @pytest.mark.parametrize("n,k,H,W,d", GRID)
 @pytest.mark.parametrize("masked", [False, True])
-def test_joints_match_brute_force(n, k, H, W, d, masked):
+def test_conv_trick_matches_brute_force(n, k, H, W, d, masked):
     x1, x2 = random_maps(n, k, H, W)
     mask = random_mask(n, H, W) if masked else None
     truth = brute_joint(x1, x2, d, mask)
     torch.testing.assert_close(reference.joint_conv(x1, x2, d, mask), truth, rtol=0, atol=1e-10)
-    for tiles in (None, (1, 1), (2, 3), (4, 2)):  # one tile, and many tiles with halos (also not dividing H, W)
-        torch.testing.assert_close(reference.joint_fft(x1, x2, d, mask, tiles), truth, rtol=0, atol=1e-10)
-    collapsed = truth.sum(0)
-    torch.testing.assert_close(reference.joint_conv(x1, x2, d, mask, collapsed=True), collapsed, rtol=0, atol=1e-10)
-    torch.testing.assert_close(reference.joint_box(x1, x2, d, mask), collapsed, rtol=0, atol=1e-10)
-
-
-def test_non_contiguous_inputs():
-    x1, x2 = random_maps(2, 3, 6, 5)
-    x1t = x1.transpose(2, 3).contiguous().transpose(2, 3)
-    x2c = x2.contiguous(memory_format=torch.channels_last)
-    truth = brute_joint(x1, x2, 2)
-    torch.testing.assert_close(reference.joint_fft(x1t, x2c, 2), truth, rtol=0, atol=1e-10)
-    torch.testing.assert_close(reference.joint_box(x1t, x2c, 2), truth.sum(0), rtol=0, atol=1e-10)
-
-
-def test_box_sum_is_a_zero_padded_box():
-    x = torch.rand(1, 1, 5, 4, dtype=torch.float64)
-    padded = torch.nn.functional.pad(x, (2, 2, 2, 2))
-    expected = torch.stack([torch.stack([padded[0, 0, y:y + 5, x_:x_ + 5].sum() for x_ in range(4)])
-                            for y in range(5)])
-    torch.testing.assert_close(reference.box_sum(x, 2)[0, 0], expected)
+    torch.testing.assert_close(reference.joint_conv(x1, x2, d, mask, collapsed=True), truth.sum(0), rtol=0, atol=1e-10)
 
 
 @pytest.mark.parametrize("k", [1, 2, 3, 7])
@@ -91,48 +72,16 @@ def test_lamb_one_loss_is_minus_mutual_information():
     torch.testing.assert_close(reference.mi(J)[1], -mi_value)
 
 
-@pytest.mark.parametrize("joint", [reference.joint_conv, reference.joint_fft, reference.joint_box])
-def test_gradcheck_joints(joint):
-    x1, x2 = (x.requires_grad_(True) for x in random_maps(2, 3, 5, 4))
-    mask = random_mask(2, 5, 4)
-    assert torch.autograd.gradcheck(lambda a, b: joint(a, b, 2, mask), (x1, x2))
-
-
-@pytest.mark.parametrize("tiles", [(2, 3), (5, 4)])
-def test_gradcheck_tiled_fft(tiles):
-    x1, x2 = (x.requires_grad_(True) for x in random_maps(2, 3, 9, 7))
-    mask = random_mask(2, 9, 7)
-    assert torch.autograd.gradcheck(lambda a, b: reference.joint_fft(a, b, 2, mask, tiles), (x1, x2))
-
-
-def test_tiled_fft_at_a_larger_shape():
-    x1, x2 = random_maps(2, 4, 45, 38)
-    truth = brute_joint(x1, x2, 6)
-    tiles = reference.fft_tiles(2, 4, 45, 38, 6)
-    for t in (tiles, (16, 16), (45, 38)):
-        torch.testing.assert_close(reference.joint_fft(x1, x2, 6, tiles=t), truth, rtol=0, atol=1e-10)
-
-
-@pytest.mark.parametrize("n,k,H,W,d", [(4, 24, 200, 200, 10), (75, 3, 200, 200, 10), (120, 15, 128, 128, 10),
-                                       (2, 5, 513, 97, 0), (1, 2, 7, 300, 40)])
-def test_fft_tiles_are_valid(n, k, H, W, d):
-    Ty, Tx = reference.fft_tiles(n, k, H, W, d)
-    assert 1 <= Ty <= H and 1 <= Tx <= W
-    for L, T in ((H, Ty), (W, Tx)):
-        count, size = reference._axis_tiling(L, T, d)
-        assert size >= T + (2 * d if count > 1 else d) and size >= 2 * d + 1  # no wrap-around, all lags
-        assert count == 1 or reference._smooth(size)
-
-
-def test_gradcheck_uncollapsed_loss():
-    x1, x2 = (x.requires_grad_(True) for x in random_maps(2, 3, 5, 4))
-    assert torch.autograd.gradcheck(lambda a, b: reference.mi(reference.joint_fft(a, b, 1), 1.5), (x1, x2))
-
-
 def test_collapsed_gradient_uses_the_detached_normaliser():
     # the collapsed loss is not differentiated through its normaliser (the original's float(P.sum()))
-    J = reference.joint_box(*random_maps(2, 3, 5, 4), 1).requires_grad_(True)
+    J = reference.joint_conv(*random_maps(2, 3, 5, 4), 1, collapsed=True).requires_grad_(True)
     J_orig = J.detach().clone().requires_grad_(True)
     reference.mi(J, 1.5, collapsed=True)[0].backward()
     original_mi(J_orig, 1.5, detach_normaliser=True)[0].backward()
     torch.testing.assert_close(J.grad, J_orig.grad)
+
+
+def test_gradcheck_conv_trick():
+    x1, x2 = (x.requires_grad_(True) for x in random_maps(2, 3, 5, 4))
+    mask = random_mask(2, 5, 4)
+    assert gradcheck(lambda a, b: reference.joint_conv(a, b, 2, mask), (x1, x2))

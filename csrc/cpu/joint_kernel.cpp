@@ -13,7 +13,6 @@
 #include <cstdlib>
 #include <string>
 #include <tuple>
-#include <type_traits>
 #include <vector>
 
 #include "checks.h"
@@ -46,8 +45,6 @@ template <> const Kernels<double, double>& kernels_for() { return kernel_table()
 template <> const Kernels<c10::Half, float>& kernels_for() { return kernel_table().f16; }
 template <> const Kernels<c10::BFloat16, float>& kernels_for() { return kernel_table().bf16; }
 
-int64_t divup(int64_t a, int64_t b) { return (a + b - 1) / b; }
-
 // Runs fn(t) for t in [0, ntasks) on the intra-op threads, handing tasks out one at a time, so a thread slowed
 // down by other load on the machine does not hold the others up. A task's result never depends on the thread.
 template <class F>
@@ -65,7 +62,7 @@ template <class in_t, class acc_t>
 void joint_forward(const Problem<in_t>& P, bool collapsed, acc_t* out) {
   const int64_t rows = P.n * P.H, S = num_shifts(P.d, collapsed), kk = P.k * P.k, T = 2 * P.d + 1;
   const int64_t G = std::clamp<int64_t>(256 / S, 1, std::max<int64_t>(1, rows / std::max<int64_t>(8, 2 * T)));
-  const int64_t C = std::min<int64_t>(S, divup(4 * at::get_num_threads(), G));
+  const int64_t C = std::min<int64_t>(S, ceil_div(4 * at::get_num_threads(), G));
   std::vector<acc_t> partial(G > 1 ? G * S * kk : 0, acc_t(0));
   acc_t* base = G > 1 ? partial.data() : out;
   const auto& K = kernels_for<in_t, acc_t>();
@@ -87,8 +84,6 @@ Problem<in_t> problem(const at::Tensor& x1, const at::Tensor& x2, int64_t d) {
   return {x1.const_data_ptr<in_t>(), x2.const_data_ptr<in_t>(), x1.size(0), x1.size(1), x1.size(2), x1.size(3), d};
 }
 
-at::ScalarType acc_dtype(at::ScalarType t) { return t == at::kDouble ? at::kDouble : at::kFloat; }
-
 at::Tensor joint_cpu(const at::Tensor& x1_, const at::Tensor& x2_, int64_t d, bool collapsed) {
   check_joint_inputs(x1_, x2_, d, c10::DeviceType::CPU);
   const at::Tensor x1 = x1_.contiguous(), x2 = x2_.contiguous();  // also covers channels_last
@@ -97,7 +92,7 @@ at::Tensor joint_cpu(const at::Tensor& x1_, const at::Tensor& x2_, int64_t d, bo
   at::Tensor out = collapsed ? at::zeros({k, k}, opts) : at::zeros({S, k, k}, opts);
   if (x1.numel() == 0) return out;
   AT_DISPATCH_FLOATING_TYPES_AND2(at::kHalf, at::kBFloat16, x1.scalar_type(), "iic_fast_joint_cpu", [&] {
-    using acc_t = std::conditional_t<std::is_same_v<scalar_t, double>, double, float>;
+    using acc_t = iic_fast::acc_t<scalar_t>;
     joint_forward<scalar_t, acc_t>(problem<scalar_t>(x1, x2, d), collapsed, out.mutable_data_ptr<acc_t>());
   });
   return out;
@@ -107,7 +102,6 @@ std::tuple<at::Tensor, at::Tensor> joint_backward_cpu(const at::Tensor& grad, co
                                                       const at::Tensor& x2_, int64_t d, bool collapsed) {
   check_joint_inputs(x1_, x2_, d, c10::DeviceType::CPU);
   check_joint_grad(grad, x1_, d, collapsed);
-  check_floating(grad, "grad_joint");
   const at::Tensor x1 = x1_.contiguous(), x2 = x2_.contiguous();
   at::Tensor dx1 = at::empty(x1.sizes(), x1.options()), dx2 = at::empty(x2.sizes(), x2.options());
   if (x1.numel() == 0) return {dx1, dx2};
@@ -116,7 +110,7 @@ std::tuple<at::Tensor, at::Tensor> joint_backward_cpu(const at::Tensor& grad, co
   const at::Tensor G = grad.to(acc_dtype(x1.scalar_type())).contiguous();
   const int64_t k = x1.size(1), S = num_shifts(d, collapsed);
   AT_DISPATCH_FLOATING_TYPES_AND2(at::kHalf, at::kBFloat16, x1.scalar_type(), "iic_fast_joint_backward_cpu", [&] {
-    using acc_t = std::conditional_t<std::is_same_v<scalar_t, double>, double, float>;
+    using acc_t = iic_fast::acc_t<scalar_t>;
     const Problem<scalar_t> P = problem<scalar_t>(x1, x2, d);
     const auto& K = kernels_for<scalar_t, acc_t>();
     const int64_t nr = K.backward_nr;

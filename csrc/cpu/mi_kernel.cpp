@@ -19,8 +19,6 @@ namespace iic_fast {
 namespace cpu {
 namespace {
 
-constexpr double kEps = 2.220446049250313e-16;  // Python's sys.float_info.epsilon, the original's EPS
-
 // One slice J (k x k, row-major) -> (loss, loss_no_lamb); writes d loss_slice / d J into g (k x k).
 template <class scalar_t>
 std::pair<double, double> mi_slice(const scalar_t* J, int64_t k, double lamb, bool detached, scalar_t* g,

@@ -1,19 +1,20 @@
-// Small helpers shared by the iic_fast CUDA kernels (included by .cu files only).
+// Small helpers shared by the iic_fast CUDA kernels (included by .cu files only). The accumulation type acc_t,
+// ceil_div and kEps come from common.h (one definition for CPU and CUDA).
 #pragma once
+#include <ATen/cuda/CUDAContext.h>
+#include <c10/cuda/CUDAException.h>
 #include <c10/util/BFloat16.h>
 #include <c10/util/Half.h>
 
+#include <cstddef>
 #include <cstdint>
+
+#include "checks.h"
+#include "common.h"
 
 namespace iic_fast {
 namespace cuda {
 
-// Accumulation type: fp32 for fp32/fp16/bf16 inputs, fp64 for fp64 (DESIGN.md section 3).
-template <typename T> struct Acc { using type = float; };
-template <> struct Acc<double> { using type = double; };
-template <typename T> using acc_t = typename Acc<T>::type;
-
-inline int64_t ceil_div(int64_t a, int64_t b) { return (a + b - 1) / b; }
 inline int64_t round_up(int64_t a, int64_t b) { return ceil_div(a, b) * b; }
 
 template <typename A, typename T> __device__ __forceinline__ A to_acc(T v) { return static_cast<A>(static_cast<float>(v)); }
@@ -62,6 +63,15 @@ template <typename A> __device__ A block_sum(A v, A* red) {
   A s = 0;
   for (int w = 0; w < nwarps; ++w) s += red[w];
   return s;
+}
+
+// Checks a kernel's dynamic shared memory against the device's opt-in limit (the shared check's message) and
+// opts the kernel in beyond the default 48 KiB.
+template <typename K>
+void allow_smem(K kernel, size_t bytes) {
+  check_shared_memory(bytes, at::cuda::getCurrentDeviceProperties()->sharedMemPerBlockOptin);
+  if (bytes > 48 * 1024)
+    C10_CUDA_CHECK(cudaFuncSetAttribute(kernel, cudaFuncAttributeMaxDynamicSharedMemorySize, (int)bytes));
 }
 
 }  // namespace cuda

@@ -41,14 +41,6 @@ void reduce(const at::Tensor& partial, at::Tensor& out, int S, cudaStream_t stre
 
 int sms() { return at::cuda::getCurrentDeviceProperties()->multiProcessorCount; }
 
-template <typename K>
-void allow_smem(K kernel, size_t bytes) {
-  const size_t limit = at::cuda::getCurrentDeviceProperties()->sharedMemPerBlockOptin;
-  check_shared_memory(bytes, limit);
-  if (bytes > 48 * 1024)
-    C10_CUDA_CHECK(cudaFuncSetAttribute(kernel, cudaFuncAttributeMaxDynamicSharedMemorySize, (int)bytes));
-}
-
 at::Tensor joint_collapsed(const at::Tensor& x1, const at::Tensor& x2, int64_t d, at::ScalarType acc) {
   const int k = x1.size(1);
   at::Tensor out = at::empty({k, k}, x1.options().dtype(acc));
@@ -103,7 +95,7 @@ at::Tensor joint_cuda(const at::Tensor& x1_in, const at::Tensor& x2_in, int64_t 
   check_joint_inputs(x1_in, x2_in, d, c10::DeviceType::CUDA);
   c10::cuda::CUDAGuard guard(x1_in.device());
   const at::Tensor x1 = x1_in.contiguous(), x2 = x2_in.contiguous();
-  const auto acc = x1.scalar_type() == at::kDouble ? at::kDouble : at::kFloat;
+  const auto acc = acc_dtype(x1.scalar_type());
   const int64_t k = x1.size(1), S = num_shifts(d, collapsed);
   if (x1.numel() == 0)
     return collapsed ? at::zeros({k, k}, x1.options().dtype(acc)) : at::zeros({S, k, k}, x1.options().dtype(acc));
@@ -159,7 +151,7 @@ std::tuple<at::Tensor, at::Tensor> joint_backward_cuda(const at::Tensor& grad, c
   check_joint_grad(grad, x1_in, d, collapsed);
   c10::cuda::CUDAGuard guard(x1_in.device());
   const at::Tensor x1 = x1_in.contiguous(), x2 = x2_in.contiguous();
-  const auto acc = x1.scalar_type() == at::kDouble ? at::kDouble : at::kFloat;
+  const auto acc = acc_dtype(x1.scalar_type());
   const at::Tensor G = grad.to(acc).contiguous();
   at::Tensor dx1 = at::empty(x1.sizes(), x1.options()), dx2 = at::empty(x2.sizes(), x2.options());
   if (x1.numel() == 0) return {dx1, dx2};

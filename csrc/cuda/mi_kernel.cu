@@ -24,7 +24,7 @@ std::tuple<at::Tensor, at::Tensor, at::Tensor> mi_cuda(const at::Tensor& joint_i
   check_mi_input(joint_in, c10::DeviceType::CUDA);
   c10::cuda::CUDAGuard guard(joint_in.device());
   const auto dtype = joint_in.scalar_type();
-  const auto acc = dtype == at::kDouble ? at::kDouble : at::kFloat;
+  const auto acc = acc_dtype(dtype);
   const at::Tensor joint = joint_in.to(acc).contiguous();  // fp16/bf16 joints are computed in fp32
   const int k = joint.size(-1);
   const int S = joint.dim() == 3 ? joint.size(0) : 1;
@@ -34,9 +34,7 @@ std::tuple<at::Tensor, at::Tensor, at::Tensor> mi_cuda(const at::Tensor& joint_i
     auto stream = at::cuda::getCurrentCUDAStream();
     AT_DISPATCH_FLOATING_TYPES(acc, "iic_fast_mi_cuda", [&] {
       const size_t smem = (4 * (size_t)k + 32) * sizeof(scalar_t);
-      if (smem > 48 * 1024)
-        C10_CUDA_CHECK(cudaFuncSetAttribute(mi_slice_kernel<scalar_t>, cudaFuncAttributeMaxDynamicSharedMemorySize,
-                                            (int)smem));
+      allow_smem(mi_slice_kernel<scalar_t>, smem);
       mi_slice_kernel<scalar_t><<<S, kMiThreads, smem, stream>>>(joint.data_ptr<scalar_t>(), grad.data_ptr<scalar_t>(),
                                                                losses.data_ptr<scalar_t>(), S, k,
                                                                static_cast<scalar_t>(lamb), collapsed);

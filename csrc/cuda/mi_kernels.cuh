@@ -6,7 +6,6 @@
 namespace iic_fast {
 namespace cuda {
 
-constexpr double kEps = 2.220446049250313e-16;  // Python's sys.float_info.epsilon, also for fp32
 constexpr int kMiThreads = 256;
 
 __device__ __forceinline__ float log_(float v) { return logf(v); }
