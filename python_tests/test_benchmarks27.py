@@ -2,8 +2,6 @@
 the release formats, their partitions, and two training steps of each preset from the CLI."""
 import json
 import os
-import subprocess
-import sys
 
 import numpy as np
 import pytest
