@@ -121,3 +121,24 @@ def test_cli_trains_two_steps_and_reports_accuracy_and_miou(tmp_path, capsys, pr
     assert len(last["per_class_iou"]) == 27 and last["test_acc_selection"] == "lowest_loss"
     config = json.loads((run / "config.json").read_text())
     assert config["border_ring"] and config["output_k_A"] == 81 and config["gt_k"] == 27
+
+
+def test_unknown_dataset_options_are_named(tmp_path):
+    from iic_fast.data import registry
+    from iic_fast.train import preset
+
+    root = make_cityscapes(tmp_path / "city")
+    config = preset("cityscapes27", data_root=str(root), dataset_options={"short_side": 16, "unlabelled_as_sky": True})
+    with pytest.raises(ValueError, match=r"\['unlabelled_as_sky'\] do not apply to cityscapes27"):
+        registry.get("cityscapes27").build(config)
+
+
+def test_declared_dataset_options_are_reader_arguments():
+    import inspect
+
+    from iic_fast.data import cityscapes, cocostuff
+
+    for module, cls, parts in ((cocostuff, CocoStuff, cocostuff.cocostuff_partitions),
+                               (cityscapes, Cityscapes, cityscapes.cityscapes_partitions)):
+        names = set(inspect.signature(cls).parameters) | set(inspect.signature(parts).parameters)
+        assert set(module.OPTIONS) <= names, set(module.OPTIONS) - names

@@ -34,6 +34,8 @@ CLASS_NAMES: tuple[str, ...] = (
 )
 FIRST_CLASS_ID = 7
 _IMG_SUFFIX, _LABEL_SUFFIX = "_leftImg8bit.png", "_gtFine_labelIds.png"
+#: Keyword arguments of ``cityscapes_partitions`` that a training config may set (``dataset_options``).
+OPTIONS = ("short_side", "prescale", "channel_order", "eval_size", "train_splits")
 
 
 def label_table() -> np.ndarray:

@@ -34,6 +34,8 @@ LAYOUT = """  <root>/images/{train2017,val2017}/<id>.jpg        COCO 2017 images
      COCO-Stuff-27: Coco164kFull_Stuff_Coarse.txt (train2017) and Coco164kFull_Stuff_Coarse_7.txt (val2017)"""
 
 SPLITS = ("train2017", "val2017")
+#: Keyword arguments of ``cocostuff_partitions`` that a training config may set (``dataset_options``).
+OPTIONS = ("version", "prescale", "short_side", "channel_order", "unlabelled_as_sky", "fine_to_coarse", "eval_size")
 
 
 def curated_list_name(classes: int, version: int | None = None) -> str:
