@@ -232,9 +232,31 @@ def main(argv: Optional[List[str]] = None) -> int:
     if extra and args.command != "bench":
         parser.error(f"unrecognized arguments: {' '.join(extra)}")
     args.bench_args = extra  # bench passes the rest on to benchmarks/bench_loss.py
-    if args.command in DEPLOY_COMMANDS:
-        return run_deploy(args)
-    return {"train": _train, "eval": _eval, "bench": _bench}[args.command](args)
+    try:  # every user error (bad value or kind of argument, missing or unreadable file, bad device): status 2
+        _check_device(getattr(args, "device", None))
+        if args.command in DEPLOY_COMMANDS:
+            return run_deploy(args)
+        return {"train": _train, "eval": _eval, "bench": _bench}[args.command](args)
+    except (ValueError, TypeError, OSError) as error:
+        print(f"iic-fast {args.command}: {' '.join(str(error).split())}", file=sys.stderr)
+        return 2
+
+
+def _check_device(name: Optional[str]) -> None:
+    """ValueError unless ``name`` is None, "auto", or a device torch knows and this machine has (torch itself
+    raises RuntimeError for an unknown device type and initialises CUDA lazily, failing deep inside a run)."""
+    if name in (None, "auto"):
+        return
+    import torch
+
+    try:
+        device = torch.device(name)
+    except RuntimeError:
+        raise ValueError(f"--device {name!r} is not a device (use auto, cpu, cuda or cuda:N)") from None
+    if device.type == "cuda" and not torch.cuda.is_available():
+        raise ValueError(f"--device {name}: no CUDA GPU is available on this machine (use auto or cpu)")
+    if device.type == "cuda" and device.index is not None and device.index >= torch.cuda.device_count():
+        raise ValueError(f"--device {name}: this machine has {torch.cuda.device_count()} CUDA device(s)")
 
 
 if __name__ == "__main__":

@@ -60,6 +60,19 @@ def test_errors_exit_with_status_2(tmp_path, capsys):
     assert main(["eval", str(tmp_path / "missing")]) == 2
 
 
+@pytest.mark.parametrize("argv,message", [
+    (["train", "--device", "tpu"], "--device 'tpu' is not a device"),
+    (["eval", "RUN", "--device", "cuda:99"], "--device cuda:99"),
+    (["train", "--set", "lr=fast"], "lr"),
+])
+def test_user_errors_are_one_line_and_status_2(argv, message, tmp_path, capsys):
+    argv = [str(tmp_path) if a == "RUN" else a for a in argv]
+    argv += ["--out", str(tmp_path / "r")] if argv[0] == "train" else []
+    assert main(argv) == 2
+    err = capsys.readouterr().err
+    assert message in err and err.count("\n") == 1 and "Traceback" not in err
+
+
 def test_module_entry_point():
     root = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))  # importable without an install
     res = subprocess.run([sys.executable, "-m", "iic_fast.cli", "--help"], capture_output=True, text=True,
