@@ -79,7 +79,8 @@ def device_slug(device: str) -> str:
 
 
 def metadata(device: str) -> dict:
-    """The run's provenance: git commit and dirty flag, hardware, software, threads, load, command line."""
+    """The run's provenance (call it when the run starts): git commit and the tracked files that differ
+    from it, hardware, software, threads, load average, date, command line."""
     import iic_fast
 
     model, isa = _cpuinfo()
@@ -97,12 +98,15 @@ def metadata(device: str) -> dict:
     return meta
 
 
-def write_results(out_dir: str, bench: str, device: str, payload: dict) -> str:
-    """Writes ``<out_dir>/<date>_<device slug>_<bench>.json`` with the metadata block; returns its path."""
+def write_results(out_dir: str, bench: str, device: str, payload: dict, meta: dict | None = None) -> str:
+    """Writes ``<out_dir>/<date>_<device slug>_<bench>.json``: ``meta`` (best taken with :func:`metadata`
+    when the run started; default: now) plus the load average at the end, and ``payload``; returns the path."""
+    meta = meta or metadata(device)
     os.makedirs(out_dir, exist_ok=True)
-    path = os.path.join(out_dir, f"{datetime.date.today().isoformat()}_{device_slug(device)}_{bench}.json")
+    path = os.path.join(out_dir, f"{meta['date'][:10]}_{device_slug(device)}_{bench}.json")
+    meta = {**meta, "loadavg_1_5_15_end": list(os.getloadavg()) if hasattr(os, "getloadavg") else None}
     with open(path, "w", encoding="utf-8") as f:
-        json.dump({"meta": metadata(device), **payload}, f, indent=1)
+        json.dump({"meta": meta, **payload}, f, indent=1)
         f.write("\n")
     print(f"wrote {path}", flush=True)
     return path

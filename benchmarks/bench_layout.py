@@ -27,7 +27,7 @@ HERE = os.path.dirname(os.path.abspath(__file__))
 sys.path.insert(0, os.path.dirname(HERE))  # run from a checkout without installing
 sys.path.insert(0, HERE)
 from iic_fast.train import Trainer, preset  # noqa: E402
-from _meta import add_common_args, device_slug, sync, write_results  # noqa: E402
+from _meta import add_common_args, device_slug, metadata, sync, write_results  # noqa: E402
 
 
 def step_timer(trainer: Trainer, head: str, device: str):
@@ -85,6 +85,7 @@ def main() -> None:
         args.presets, args.steps, args.warmup, args.repeats = ["digits"], 2, 1, 1
     if args.threads:
         torch.set_num_threads(args.threads)
+    meta = metadata(args.device)
     print("| preset | device | threads | NCHW ms/step | NHWC ms/step | NHWC speedup |")
     print("|---|---|---|---|---|---|")
     with tempfile.TemporaryDirectory() as workdir:
@@ -95,7 +96,7 @@ def main() -> None:
         print(f"{name}: NHWC speed-up min {s['min']:.2f}x / median {s['median']:.2f}x / max {s['max']:.2f}x "
               f"over {s['repeats']} repeats")
     write_results(args.out, f"t{torch.get_num_threads()}_layout", args.device,
-                  {"steps": args.steps, "warmup": args.warmup, "rows": rows, "speedup_spread": summary})
+                  {"steps": args.steps, "warmup": args.warmup, "rows": rows, "speedup_spread": summary}, meta)
 
 
 if __name__ == "__main__":

@@ -25,7 +25,7 @@ import torch
 
 HERE = os.path.dirname(os.path.abspath(__file__))
 sys.path.insert(0, HERE)
-from _meta import add_common_args, device_name, sync, write_results  # noqa: E402
+from _meta import add_common_args, device_name, metadata, sync, write_results  # noqa: E402
 from readme_tables import loss_table  # noqa: E402
 
 SHAPES = {  # name: (n, k, H, W, d)
@@ -104,6 +104,7 @@ def main() -> None:
         n, k, H, W, d, collapsed, impl = json.loads(args.case)
         print(json.dumps(run_case(n, k, H, W, d, collapsed, impl, args.device, args.repeats)))
         return
+    meta = metadata(args.device)
     if args.quick:
         args.repeats, args.ref_repeats = 2, 1
     shapes = SHAPES["quick" if args.quick else torch.device(args.device).type]
@@ -126,7 +127,7 @@ def main() -> None:
     report = {"repeats": args.repeats, "ref_repeats": args.ref_repeats, "results": results}
     print(f"{device_name(args.device)}, {torch.get_num_threads()} threads, torch {torch.__version__}")
     print("\n".join(loss_table(report)))
-    write_results(args.out, "loss", args.device, report)
+    write_results(args.out, "loss", args.device, report, meta)
 
 
 if __name__ == "__main__":

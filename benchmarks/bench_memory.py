@@ -33,7 +33,7 @@ import torch
 
 HERE = os.path.dirname(os.path.abspath(__file__))
 sys.path.insert(0, HERE)
-from _meta import add_common_args, sync, write_results  # noqa: E402
+from _meta import add_common_args, metadata, sync, write_results  # noqa: E402
 
 QUICK = {"batch": 6, "micro": "6,3,2", "size": 16, "d": 1, "steps": 1}
 
@@ -133,6 +133,7 @@ def main() -> None:
     if args.case is not None:
         print(json.dumps(run_case(args, args.case, args.grad_file)))
         return
+    meta = metadata(args.device)
     rows, grads = [], {}
     with tempfile.TemporaryDirectory() as tmp:
         for micro in (int(m) for m in args.micro.split(",")):
@@ -150,7 +151,8 @@ def main() -> None:
     network = "SegmentationNet10aTwoHead, 4 input channels, head A (k=24), BatchNorm in " + args.batchnorm + " mode"
     write_results(args.out, "memory" if args.batchnorm == "eval" else "memory-bntrain", args.device,
                   {"network": network, "batch": args.batch, "size": args.size, "d": args.d,
-                   "batchnorm": args.batchnorm, "steps": args.steps, "reference_micro_batch": ref, "results": rows})
+                   "batchnorm": args.batchnorm, "steps": args.steps, "reference_micro_batch": ref, "results": rows},
+                  meta)
 
 
 if __name__ == "__main__":

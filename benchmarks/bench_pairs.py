@@ -36,7 +36,7 @@ HERE = os.path.dirname(os.path.abspath(__file__))
 sys.path.insert(0, os.path.dirname(HERE))  # run from a checkout without installing
 sys.path.insert(0, HERE)
 from iic_fast.data import clustering_preset, segmentation_preset, transforms as T  # noqa: E402
-from _meta import add_common_args, sync, write_results  # noqa: E402
+from _meta import add_common_args, metadata, sync, write_results  # noqa: E402
 
 CASES = {  # name: (kind, n images, C, H, W)
     "potsdam3": ("seg", 75, 4, 200, 200),
@@ -215,12 +215,13 @@ def main() -> None:
     args = ap.parse_args()
     threads = args.threads or torch.get_num_threads()
     torch.set_num_threads(threads)
+    meta = metadata(args.device)
     cases = QUICK_CASES if args.quick else CASES
     print("| device | case | pairs/batch | per-sample PIL pairs/s/core | batched pairs/s/core | speedup |")
     print("|---|---|---|---|---|---|")
     rows = run(args.device, threads, 2 if args.quick else args.repeats, cases)
     write_results(args.out, "pairs", args.device, {"threads_each_side": threads, "repeats": args.repeats,
-                                                   "results": rows})
+                                                   "results": rows}, meta)
 
 
 if __name__ == "__main__":

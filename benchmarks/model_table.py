@@ -22,7 +22,7 @@ from torch.utils.flop_counter import FlopCounterMode
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # run from a checkout without install
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from iic_fast.models import build  # noqa: E402
-from _meta import add_common_args, write_results  # noqa: E402
+from _meta import add_common_args, metadata, write_results  # noqa: E402
 
 # (run, model name, build kwargs): reference/iic_original.md section 4.
 RUNS: list[tuple[str, str, dict]] = [
@@ -86,6 +86,7 @@ def main() -> None:
     add_common_args(ap, "the MNIST networks only (the smallest): a dry run in seconds")
     ap.add_argument("--batch", type=int, default=2, help="batch for the memory measurements")
     args = ap.parse_args()
+    meta = metadata(args.device)
     dev = torch.device(args.device)
     cuda = dev.type == "cuda"
     cols = ["run", "model", "in ch", "input", "k (A / B), sub-heads", "params (M)",
@@ -115,7 +116,7 @@ def main() -> None:
             row.append(f"{cuda_peak_bytes(model, xb, **heads['B']) / MB:.0f}")
         print("| " + " | ".join(row) + " |")
         rows.append(dict(zip(cols, row)))
-    write_results(args.out, "models", args.device, {"batch": args.batch, "columns": cols, "rows": rows})
+    write_results(args.out, "models", args.device, {"batch": args.batch, "columns": cols, "rows": rows}, meta)
 
 
 if __name__ == "__main__":

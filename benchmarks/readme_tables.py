@@ -38,8 +38,9 @@ def source_line(path: str, report: dict) -> str:
     if meta is None:
         return f"Source: `{path}` (no run metadata in the file: written before `benchmarks/_meta.py`)."
     dirty = f" + uncommitted changes in {len(meta['git_dirty_files'])} files" if meta["git_dirty"] else ""
-    load = meta.get("loadavg_1_5_15")
-    load_text = f", load average {load[0]:.1f} at the end" if load else ""
+    start, end = meta.get("loadavg_1_5_15"), meta.get("loadavg_1_5_15_end")
+    load_text = f", 1-min load average {start[0]:.1f} at the start" if start else ""
+    load_text += f", {end[0]:.1f} at the end" if end else ""
     return (f"Source: `{path}` (git {meta['git_commit'][:7]}{dirty}; {meta['device_name']}, "
             f"{meta['threads']} threads, torch {meta['torch']}{load_text}; {meta['date'][:10]}).")
 
