@@ -73,8 +73,11 @@ def _train_parser(sub: argparse._SubParsersAction) -> None:
                      "line each (default: stop with an error naming the file)")
     p.add_argument("--out", default=None, help="run directory (default runs/<preset>-<timestamp>)")
     p.add_argument("--batch-size", type=int, default=None, help="pairs per optimiser step (the paper's batch_sz)")
-    p.add_argument("--micro-batch", type=int, default=None, help="pairs per forward pass: the exact gradient of "
-                   "--batch-size in the memory of this many pairs (two forward passes per step); 0 = off")
+    p.add_argument("--micro-batch", type=int, default=None, help="pairs per forward pass: the IIC loss of the "
+                   "whole --batch-size in the memory of this many pairs (two forward passes per step); 0 = off. "
+                   "The gradient is exactly the full batch's for BatchNorm-free nets or BatchNorm in eval mode; "
+                   "the paper's nets train BatchNorm in train mode, which normalises each micro-batch with its own "
+                   "statistics (as the original's per-GPU BatchNorm did), so their gradient differs")
     p.add_argument("--max-steps", type=int, default=None, help="stop after this many optimiser steps (0 = no limit)")
     p.add_argument("--max-minutes", type=float, default=None, help="stop after this many minutes of "
                    "training and evaluation, then evaluate (0 = no limit)")
