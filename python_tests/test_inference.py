@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import csv
 import io
+import json
 import os
 
 import numpy as np
@@ -140,6 +141,13 @@ def test_bgr_runs_reorder_rgb_input(tmp_path):
     with torch.no_grad():  # the original's COCO input: B, G, R, then Sobel of the grey of that order
         expected = net(sobel_process(rgb.flip(1), 3, True), head="B")[0]
     torch.testing.assert_close(model.segment(rgb, probs=True), expected, atol=1e-5, rtol=1e-4)
+
+
+def test_iic_fast_eval_reads_a_saved_run(tmp_path, capsys):
+    path, _ = make_run(tmp_path / "run", n_test=4, test_size=32, losses=[0.0])
+    assert main(["eval", path, "--device", "cpu"]) == 0
+    result = json.loads(capsys.readouterr().out.strip().splitlines()[-1])
+    assert result["step"] == 0 and 0.0 <= result["test_acc"] <= 1.0
 
 
 # ---------------------------------------------------------------------- iic-fast segment / cluster

@@ -30,7 +30,8 @@ from ..train.checkpoint import FORMAT, load, save_atomic
 from ..train.config import TrainConfig
 from ..train.data import build_net
 from ..train.report import write_json
-from ..train.runtime import autocast_factory, resolve_device, use_channels_last
+from ..train.runtime import autocast_factory, build_model, resolve_device
+from ..train.state import TrainState
 from .images import Image, as_image_list, fit_channels
 
 __all__ = ["RunModel", "load_run", "build_network", "save_run", "DEFAULT_MAX_PIXELS", "DEFAULT_OVERLAP"]
@@ -233,13 +234,16 @@ def _checkpoint_path(run_dir: str, checkpoint: str) -> str:
     return path
 
 
-def build_network(config: TrainConfig) -> nn.Module:
-    """The run's network, untrained, on the CPU, built from its config alone (no data is read)."""
-    spec = _input_spec(config)
+def _sizes(config: TrainConfig) -> SimpleNamespace:
+    """What the network builders read of a run's data (``RunData``): input channels and size."""
     pairs = registry.get(config.dataset).pairs(config)
     input_sz = config.input_size if config.task == "segmentation" else pairs.input_size
-    # build_net reads only the data's network input channels and size
-    return build_net(config, SimpleNamespace(in_channels=spec.in_channels, input_sz=input_sz))
+    return SimpleNamespace(in_channels=_input_spec(config).in_channels, input_sz=input_sz)
+
+
+def build_network(config: TrainConfig) -> nn.Module:
+    """The run's network, untrained, on the CPU, built from its config alone (no data is read)."""
+    return build_net(config, _sizes(config))
 
 
 def save_run(run_dir: str, config: TrainConfig, net_state: Dict[str, torch.Tensor],
@@ -249,8 +253,9 @@ def save_run(run_dir: str, config: TrainConfig, net_state: Dict[str, torch.Tenso
     ``losses`` (None: unknown, sub-head 0 is used). Returns the checkpoint's path."""
     os.makedirs(run_dir, exist_ok=True)
     write_json(os.path.join(run_dir, "config.json"), config.to_dict())
-    state = {"format": FORMAT, "config": config.to_dict(), "net": net_state, "position": {"step": 0},
-             "stats": {"last_losses": list(losses) if losses is not None else None}}
+    train_state = TrainState()  # step 0, as the trainer's checkpoints hold it
+    train_state.stats.last_losses = list(losses) if losses is not None else None
+    state = {"format": FORMAT, "config": config.to_dict(), "net": net_state, **train_state.to_dict()}
     path = os.path.join(run_dir, "best.pt")
     save_atomic(state, path)
     return path
@@ -275,12 +280,9 @@ def load_run(run_dir: str, checkpoint: str = "best", device: str = "auto", *, su
     """
     state = load(_checkpoint_path(run_dir, checkpoint), map_location="cpu")
     config = TrainConfig.from_dict(state["config"])
-    net = build_network(config)
-    net.load_state_dict(state["net"])
     dev = resolve_device(device)
-    net.to(dev)
-    if config.channels_last:
-        use_channels_last(net)
+    net = build_model(config, _sizes(config), dev).net  # the trainer's: on dev, NHWC if the run was
+    net.load_state_dict(state["net"])
     if subhead is None:
         losses = state["stats"]["last_losses"]
         subhead = min(range(len(losses)), key=losses.__getitem__) if losses else 0
