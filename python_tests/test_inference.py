@@ -143,6 +143,22 @@ def test_bgr_runs_reorder_rgb_input(tmp_path):
     torch.testing.assert_close(model.segment(rgb, probs=True), expected, atol=1e-5, rtol=1e-4)
 
 
+@pytest.mark.parametrize("command, options", [
+    ("segment", ["--out", "--probs", "--batch-size", "--device", "--amp", "--checkpoint", "--skip-bad-images",
+                 "--max-pixels", "torchrun"]),
+    ("cluster", ["--out", "--batch-size", "--device", "--amp", "--checkpoint", "confidence"]),
+    ("export", ["--format", "torchscript", "onnx", "--out"]), ("import-original", ["config.pickle", "--out"])])
+def test_help_shows_every_new_command(command, options, capsys):
+    with pytest.raises(SystemExit) as exit_info:
+        main([command, "--help"])
+    assert exit_info.value.code == 0
+    out = capsys.readouterr().out
+    assert all(option in out for option in options), out
+    with pytest.raises(SystemExit):
+        main(["--help"])
+    assert command in capsys.readouterr().out
+
+
 def test_iic_fast_eval_reads_a_saved_run(tmp_path, capsys):
     path, _ = make_run(tmp_path / "run", n_test=4, test_size=32, losses=[0.0])
     assert main(["eval", path, "--device", "cpu"]) == 0
@@ -212,6 +228,10 @@ def test_segment_bad_inputs_exit_2_naming_them(seg_run, photos, tmp_path, capsys
     assert f"{tmp_path / 'best.pt'} not found" in capsys.readouterr().err
     assert main(["segment", seg_run[0], str(tmp_path / "missing.png"), "--out", str(tmp_path / "o"), *run]) == 2
     assert "no such file or folder" in capsys.readouterr().err
+    (photos / "broken.png").write_bytes(b"not a PNG")
+    assert main(["segment", seg_run[0], str(photos), "--out", str(tmp_path / "o"), *run]) == 2
+    assert "broken.png" in capsys.readouterr().err and not (tmp_path / "o").exists()  # nothing written
+    (photos / "broken.png").unlink()
     buf = io.BytesIO()
     Image.fromarray(np.zeros((64, 64), np.uint8)).save(buf, format="JPEG")
     (photos / "truncated.jpg").write_bytes(buf.getvalue()[:200])

@@ -131,9 +131,8 @@ def segment_command(args: argparse.Namespace) -> int:
     model = load_run(args.run_dir, args.checkpoint, args.device, amp=args.amp, max_pixels=args.max_pixels)
     model.check_task("segmentation")
     channels = min(model.spec.raw_channels, 3)  # files give grey or RGB
-    paths = sorted(plan, key=_image_size)  # one size per batch where possible
-    for target in {os.path.dirname(t) for p in paths for t in plan[p].values()}:
-        os.makedirs(target, exist_ok=True)
+    # one size per batch where possible; files Pillow cannot open sort first: they stop a run before any output
+    paths = sorted(plan, key=_image_size)
     with tqdm(total=len(paths), unit="image", disable=args.no_progress, desc="segment") as bar:
         for start in range(0, len(paths), args.batch_size):
             batch = _read_all(paths[start:start + args.batch_size], channels, args.skip_bad_images)
@@ -142,6 +141,7 @@ def segment_command(args: argparse.Namespace) -> int:
                 results = model.segment(images, probs=True, batch_size=args.batch_size)
                 for (path, _), image, p in zip(batch, images, results):
                     labels = p.argmax(0).numpy()
+                    os.makedirs(os.path.dirname(plan[path]["labels"]), exist_ok=True)
                     save_labels(labels, model.k, plan[path]["labels"])
                     save_overlay(image, labels, model.k, plan[path]["overlay"])
                     if args.probs:
@@ -202,11 +202,19 @@ def import_command(args: argparse.Namespace) -> int:
     return 0
 
 
+def _positive(text: str) -> int:
+    """argparse type: an integer >= 1."""
+    value = int(text)
+    if value < 1:
+        raise argparse.ArgumentTypeError(f"must be >= 1, got {value}")
+    return value
+
+
 def _common(p: argparse.ArgumentParser, batch: int) -> None:
     p.add_argument("run_dir", metavar="RUN_DIR", help="a run directory (iic-fast train or import-original)")
     p.add_argument("inputs", metavar="INPUT", nargs="+", help="image files, folders (recursive) or globs")
     p.add_argument("--checkpoint", choices=["best", "latest"], default="best", help="default best")
-    p.add_argument("--batch-size", type=int, default=batch, help=f"images per forward pass (default {batch})")
+    p.add_argument("--batch-size", type=_positive, default=batch, help=f"images per forward pass (default {batch})")
     p.add_argument("--device", default="auto", help="auto (default: CUDA if available; LOCAL_RANK's GPU "
                    "under torchrun), cpu, cuda:1, ...")
     p.add_argument("--amp", action="store_true", help="run the network in bfloat16 (float16 on GPUs without it)")
@@ -225,7 +233,7 @@ def add_parsers(sub: argparse._SubParsersAction) -> None:
     _common(s, 4)
     s.add_argument("--out", required=True, help="output folder (created)")
     s.add_argument("--probs", action="store_true", help="also write the probabilities")
-    s.add_argument("--max-pixels", type=int, default=1024 * 1024, help="larger images run in tiles of about "
+    s.add_argument("--max-pixels", type=_positive, default=1024 * 1024, help="larger images run in tiles of about "
                    "this many pixels (default 1048576)")
     s.add_argument("--no-progress", action="store_true", help="no progress bar")
     c = sub.add_parser("cluster", help="cluster image files with a trained run",
