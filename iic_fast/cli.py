@@ -239,9 +239,7 @@ def main(argv: Optional[List[str]] = None) -> int:
         _check_device(getattr(args, "device", None))
         if args.command in DEPLOY_COMMANDS:
             return run_deploy(args)
-        if args.command in DEPLOY_COMMANDS:
-        return run_deploy(args)
-    return {"train": _train, "eval": _eval, "bench": _bench}[args.command](args)
+        return {"train": _train, "eval": _eval, "bench": _bench}[args.command](args)
     except (ValueError, TypeError, OSError) as error:
         print(f"iic-fast {args.command}: {' '.join(str(error).split())}", file=sys.stderr)
         return 2
