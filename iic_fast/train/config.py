@@ -171,7 +171,7 @@ _BGR = {"channel_order": "bgr"}
 _COCO3_DATA = {"channel_order": "bgr", "unlabelled_as_sky": True}
 # COCO-Stuff-27 / Cityscapes-27 (the benchmarks of PiCIE and STEGO, where IIC is a baseline): their protocol
 # resizes the shorter side to 320 and scores 320x320 centre crops of the validation images. IIC's settings
-# for them are not published (PiCIE and STEGO quote IIC's numbers without its configuration), so these take
+# for them are not in PiCIE's or STEGO's public code (the repositories hold no IIC baseline), so these take
 # the cocostuff15 preset's (lr, batch, lambdas, d, schedule) with k_A = 3 k_B as there (45 / 15); RGB order.
 _BENCH27 = dict(input_size=128, d=10, gt_k=27, output_k_A=81, output_k_B=27, lr=1e-4, batch_size=60,
                 dataset_options={"short_side": 320, "eval_size": 320})
