@@ -3,7 +3,8 @@ import pytest
 import torch
 
 import iic_fast as iic
-from oracle import original_clustering_loss, original_segmentation_loss, random_mask, random_maps
+from oracle import (assert_rel, brute_joint, original_clustering_loss, original_segmentation_loss, random_mask,
+                    random_maps)
 
 IMPLS = ["auto", "kernel", "fft", "reference"]
 
@@ -113,9 +114,17 @@ def test_every_impl_gives_the_same_joint(collapsed):
 
 @pytest.mark.filterwarnings("ignore:iic_fast")
 def test_half_precision_inputs_accumulate_in_float32():
-    x1, x2 = random_maps(1, 3, 6, 6, dtype=torch.bfloat16)
-    assert iic.joint(x1, x2, 1, impl="fft").dtype == torch.float32
-    assert iic.segmentation_loss(x1, x2, d=1)[0].dtype == torch.float32
+    # values, not only dtypes: rounding to bf16 anywhere inside would cost ~1e-3 of relative error
+    x1, x2 = random_maps(2, 3, 16, 16, dtype=torch.bfloat16)
+    for impl in IMPLS:
+        for collapsed in (False, True):
+            J = iic.joint(x1, x2, 3, collapsed=collapsed, impl=impl)
+            assert J.dtype == torch.float32
+            assert_rel(J, brute_joint(x1, x2, 3, collapsed=collapsed), 1e-5)
+            loss = iic.segmentation_loss(x1, x2, d=3, collapsed=collapsed, impl=impl)
+            want = iic.segmentation_loss(x1.double(), x2.double(), d=3, collapsed=collapsed, impl="reference")
+            assert loss[0].dtype == torch.float32
+            torch.testing.assert_close(loss, tuple(w.float() for w in want), rtol=1e-5, atol=1e-6)
 
 
 BAD_CALLS = [  # (call, the exact error type, message): TypeError for a wrong kind, ValueError for a wrong value

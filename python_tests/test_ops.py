@@ -7,8 +7,8 @@ import torch
 from torch._subclasses.fake_tensor import FakeTensorMode
 
 import iic_fast as iic
-from iic_fast import ops, reference
-from oracle import random_maps
+from iic_fast import ops
+from oracle import brute_joint, random_maps
 
 DEVICES = ["cpu"] + [pytest.param("cuda", marks=pytest.mark.cuda)] * torch.cuda.is_available()
 needs_kernels = pytest.mark.skipif(not iic.has_kernels("cpu") and os.environ.get("IIC_FAST_ALLOW_NO_EXTENSION") == "1",
@@ -98,6 +98,10 @@ def test_missing_kernels_fall_back_with_one_warning(monkeypatch):
     monkeypatch.setattr(ops, "has_kernels", lambda device: False)
     monkeypatch.setattr(iic._extension, "_warned", set())
     x1, x2 = random_maps(1, 3, 6, 6)
-    with pytest.warns(UserWarning, match="no compiled kernels"):
+    with pytest.warns(UserWarning, match="iic_fast: no compiled kernels for cpu") as record:
         J = iic.joint(x1, x2, 1, impl="kernel")
-    torch.testing.assert_close(J, reference.joint_conv(x1, x2, 1))
+        Jc = iic.joint(x1, x2, 1, impl="auto", collapsed=True)
+    assert len(record) == 1
+    assert ops.choose_impl(x1, 1, collapsed=False) == "fft" and ops.choose_impl(x1, 1, collapsed=True) == "box"
+    torch.testing.assert_close(J, brute_joint(x1, x2, 1), rtol=0, atol=1e-12)
+    torch.testing.assert_close(Jc, brute_joint(x1, x2, 1, collapsed=True), rtol=0, atol=1e-12)
