@@ -3,6 +3,7 @@
     python benchmarks/seeds.py --preset digits --seeds 0-9 --threads 2
     python benchmarks/seeds.py --preset textures3 --seeds 0-2 --out benchmarks/results
     python benchmarks/seeds.py --preset digits --seeds 0,3 --set max_steps=300   # a screening run
+    python benchmarks/seeds.py --preset digits --seeds 0-9 --jobs 2               # two runs at a time
     python benchmarks/seeds.py --quick                                            # dry run: 2 seeds, 3 steps
 
 Each seed is one ``iic-fast train --preset NAME --seed S --no-progress`` in its own process (fresh
@@ -10,7 +11,10 @@ interpreter, ``--threads`` CPU threads) into a temporary run directory. Writes
 ``<out>/<date>_<device>_seeds_<preset>.json`` (per seed: final test accuracy, the best-accuracy sub-head's,
 steps run and scheduled, whether the time budget cut the run, training and wall seconds, the load average
 before and after; the spread over seeds; the metadata of benchmarks/_meta.py) and a PNG of the spread
-next to it. The machine's load is part of every wall time: read the ``loadavg`` fields.
+next to it. The machine's load is part of every wall time: read the ``loadavg`` fields (``--jobs`` > 1
+runs share the machine's cores, which is load too). On a machine shared with other work, OpenMP threads
+that spin while they wait can slow 2-thread runs several times over; ``OMP_WAIT_POLICY=PASSIVE`` in the
+environment (recorded in the JSON) avoids that without changing any number.
 """
 from __future__ import annotations
 
@@ -22,6 +26,7 @@ import subprocess
 import sys
 import tempfile
 import time
+from concurrent.futures import ThreadPoolExecutor
 from typing import List
 
 import torch
@@ -104,6 +109,7 @@ def main() -> None:
     ap.add_argument("--preset", default="digits")
     ap.add_argument("--seeds", default="0-4", help="e.g. 0-9 or 0,3,5 (default 0-4)")
     ap.add_argument("--threads", type=int, default=2, help="CPU threads of every run (default 2)")
+    ap.add_argument("--jobs", type=int, default=1, help="runs at a time (default 1)")
     ap.add_argument("--set", dest="overrides", action="append", default=[], metavar="KEY=VALUE",
                     help="config override passed to every run (repeatable)")
     args = ap.parse_args()
@@ -114,18 +120,23 @@ def main() -> None:
     if args.quick:
         seeds, args.overrides = seeds[:2], [*args.overrides, "max_steps=3", "eval_every=3"]
     torch.set_num_threads(args.threads)  # so the metadata's thread count is the runs'
-    rows = []
-    with tempfile.TemporaryDirectory() as workdir:
-        for seed in seeds:
-            rows.append(run_seed(args.preset, seed, args.threads, args.device, args.overrides, workdir))
-            r = rows[-1]
-            print(f"{args.preset} seed {seed}: acc {r['test_acc']:.3f}, {r['steps']} steps, "
-                  f"{r['wall_seconds']:.0f} s wall (load {r['loadavg_1min_before']:.1f})", flush=True)
+    if args.jobs < 1:
+        ap.error(f"--jobs must be >= 1, got {args.jobs}")
+
+    def one(seed: int) -> dict:
+        r = run_seed(args.preset, seed, args.threads, args.device, args.overrides, workdir)
+        print(f"{args.preset} seed {seed}: acc {r['test_acc']:.3f}, {r['steps']} steps, "
+              f"{r['wall_seconds']:.0f} s wall (load {r['loadavg_1min_before']:.1f})", flush=True)
+        return r
+
+    with tempfile.TemporaryDirectory() as workdir, ThreadPoolExecutor(args.jobs) as pool:
+        rows = list(pool.map(one, seeds))
     summary = spread(rows)
     print(f"{args.preset}: min {summary['min']:.3f} mean {summary['mean']:.3f} max {summary['max']:.3f} "
           f"over {len(rows)} seeds", flush=True)
     path = write_results(args.out, f"seeds_{args.preset}", args.device,
                          {"preset": args.preset, "overrides": args.overrides, "threads": args.threads,
+                          "jobs": args.jobs, "omp_wait_policy": os.environ.get("OMP_WAIT_POLICY"),
                           "runs": rows, "spread": summary})
     with open(path, encoding="utf-8") as f:
         commit = json.load(f)["meta"]["git_commit"][:7]
