@@ -180,27 +180,20 @@ _CLU = dict(num_sub_heads=5, d=0)
 
 PRESETS: Dict[str, Dict[str, Any]] = {
     # --- embedded sets (no files): the defaults of a fresh machine
-    # SmallSegNetTwoHead, A 12 / B 3, batch 16, heads alternate every step. 4096 training mosaics and lr 1e-3
-    # gave 0.894 / 0.889 (seeds 0, 1) at 1500 steps, against 0.874 with 512 mosaics, lr 4e-4, 1100 steps;
-    # channels_last made steps ~1.2x faster: 2000 steps gave 0.916 / 0.897, 2500 steps (2 threads, stopped by
-    # the 9-minute budget at steps 2243 / 2019) 0.918 / 0.909
+    # Textures-3: SmallSegNetTwoHead (A 12 / B 3), batch 16, heads alternating every step (epoch_steps 1).
+    # n_train 4096 mosaics and lr 1e-3: many distinct mosaics beat many passes over few. max_steps fits in
+    # max_minutes on a 2-core CPU with margin, so the result does not depend on the machine's speed (a slower
+    # machine gets a shorter cosine: iic_fast/train/schedule.py). Measurements: docs/results.md
     "textures3": dict(d=8, epoch_steps=1, eval_every=100, lr_schedule="cosine", lr=1e-3, n_train=4096,
-                      max_steps=2500, max_minutes=9.0),
-    # Digits: MNIST's schedule (B first, B x2, 5 repeats) on a small net; milder augmentation than the
-    # pair preset's (8x8 digits fill the frame: 6-pixel crops cut strokes off) plus +-1 pixel shifts (failed runs
-    # split the 1s by horizontal position). 25 sub-heads (picked by lowest loss), 100 overclusters and lamb_B 1.2
-    # (main head's marginal-entropy weight) make bad local optima (two digits sharing two clusters) rarer; so does
-    # warming head A up alone for 15 epochs (285 steps): head B then starts on a trunk shaped by overclustering.
-    # Seeds 0-4, 2 threads: 0.956 / 0.880 / 0.944 / 0.864 / 0.951 (mean 0.919); on another 2-core machine
-    # 0.951 / 0.871 / 0.944 / 0.958 / 0.940 (mean 0.933); without warm-up and shifts 0.773 / 0.907 / 0.933 /
-    # 0.880 / 0.827. 1 thread, seeds 0-3: warm-up 15 without shifts 0.958 / 0.956 / 0.869 / 0.871, warm-up 30
-    # 0.933 / 0.760 / 0.976 / 0.907. Optima depend on the seed and on float rounding (threads, CPU). Tried without
-    # gain: 3000 steps, wider net, Sobel input, shear, stronger jitter, 50 sub-heads, cosine lr, k_A 50, pairs with
-    # pixel-space nearest neighbours, head B trained on detached trunk features, 3 trunks side by side; on the
-    # failing seed 1: batch 700, lamb_B 1.5, lamb_A 1.2, warm-up 20 epochs, 2000 steps (0.78-0.89)
+                      max_steps=1000, max_minutes=4.5),
+    # Digits: MNIST's schedule (B first, B x2, 5 repeats) on a small net. pairs: milder crops than the pair
+    # preset's (8x8 digits fill the frame) plus +-1 pixel shifts (so a digit's position is no cue). 25 sub-heads
+    # (picked by lowest loss), 100 overclusters, lamb_B 1.2 (main head's marginal-entropy weight) and a 15-epoch
+    # head-A warm-up (the main head starts on an overclustering trunk) make bad local optima (two digits
+    # sharing clusters) rarer. Measurements: docs/results.md
     "digits": dict(dataset="digits", gt_k=10, arch="SmallClusterNetTwoHead", output_k_A=100, output_k_B=10,
                    num_sub_heads=25, repeats=5, batch_size=350, lr=1e-3, lamb_B=1.2, d=0, head_schedule="B_then_A",
-                   head_B_epochs=2, head_A_warmup_epochs=15, max_steps=1500, max_minutes=9.0,
+                   head_B_epochs=2, head_A_warmup_epochs=15, max_steps=1500, max_minutes=5.0,
                    pairs={"crop2": [7, 8], "rot_deg": 8.0, "jitter": [0.1, 0.1, 0.0, 0.0], "shift": 1}),
     # --- segmentation, fully unsupervised (Table 4)
     "potsdam3": _paper(**_SEG_IID, **_POTSDAM, dataset="potsdam3", gt_k=3, output_k_A=24, output_k_B=3,
