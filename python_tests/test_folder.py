@@ -99,7 +99,8 @@ def test_label_layouts(tmp_path, layout):
     parts = folder.segmentation_partitions(str(tmp_path), "iid", channels=1, size=16, classes=3)
     img, lab, mask = parts["test"][0]
     assert img.shape == (1, 16, 16) and img.dtype == torch.uint8
-    assert lab[0, 0] == -1 and not mask[0, 0] and torch.equal(lab[1:, 1:], torch.from_numpy(labels[3][1:16, 1:16]).long())
+    assert lab[0, 0] == -1 and not mask[0, 0]  # 255 = ignore
+    assert torch.equal(lab[1:, 1:], torch.from_numpy(labels[3][1:16, 1:16]).long())  # test tile (0, 0) of im0
     assert parts["train_b"][0][2].all()  # training crops: every pixel feeds the loss
 
 

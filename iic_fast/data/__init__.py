@@ -45,7 +45,15 @@ Low-level ops in ``transforms``: ``sobel``, ``sobel_process``, ``color_jitter``,
 Dataset registry (``registry``)
 ------------------------------
 ``DATASETS[name]`` is a ``DatasetSpec`` (task, partitions builder, pair preset, raw channels, classes)
-for every dataset the trainer knows; ``registry.get(name)``, ``registry.register(spec)``.
+for every dataset the trainer knows; ``registry.get(name)``, ``registry.register(spec)``;
+``spec.in_channels(config)`` is a run's network input channels, from its config alone.
+
+Your own images (``folder``; registry entries ``folder_segmentation`` / ``folder_clustering``)
+--------------------------------------------------------------------------------------------
+``folder.segmentation_partitions(root, mode, channels=, size=, classes=)`` and
+``folder.clustering_partitions(...)``: any images Pillow reads, optional label PNGs / class folders;
+``folder.count_classes(root, task)``; ``folder.read_image(path, channels)`` -> uint8 (H, W, C).
+See ``iic_fast/data/folder.py`` for the layouts and rules.
 
 Loaders
 -------
@@ -74,14 +82,14 @@ from .loaders import EpochSampler, device_batches, make_loader, set_epoch, to_de
 from .pairs import ClusteringPairs, SegmentationPairs, clustering_preset, segmentation_preset
 from .potsdam import POTSDAM_6_TO_3, Potsdam, map_potsdam_labels, potsdam_partitions
 from .registry import DATASETS, DatasetSpec
-from . import registry, transforms
+from . import folder, registry, transforms
 
 __all__ = [
     "ArrayDataset", "CIFAR100_TO_20", "COARSE_NAMES", "Cityscapes", "ClusteringPairs", "CocoStuff", "DATASETS",
     "DatasetError", "DatasetFileNotFoundError", "DatasetSpec", "EpochSampler", "FINE_NAMES", "FINE_TO_COARSE",
     "POTSDAM_6_TO_3", "Potsdam", "SegmentationPairs", "TEXTURE_NAMES", "cifar10", "cifar100_20",
     "cityscapes_partitions", "clustering_partitions", "clustering_preset", "cocostuff_partitions",
-    "curated_list_name", "device_batches", "digits", "fine_to_target_table", "load_fine_to_coarse_pickle",
+    "curated_list_name", "device_batches", "digits", "fine_to_target_table", "folder", "load_fine_to_coarse_pickle",
     "make_loader", "map_potsdam_labels", "mnist", "potsdam_partitions", "registry", "segmentation_preset",
     "set_epoch", "stl10", "textures3", "to_device", "transforms",
 ]
