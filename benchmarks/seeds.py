@@ -9,9 +9,9 @@
 Each seed is one ``iic-fast train --preset NAME --seed S --no-progress`` in its own process (fresh
 interpreter, ``--threads`` CPU threads) into a temporary run directory. Writes
 ``<out>/<date>_<device>_seeds_<preset>.json`` (per seed: final test accuracy, the best-accuracy sub-head's,
-steps run and scheduled, whether the time budget cut the run, training and wall seconds, the load average
-before and after; the spread over seeds; the metadata of benchmarks/_meta.py) and a PNG of the spread
-next to it. The machine's load is part of every wall time: read the ``loadavg`` fields (``--jobs`` > 1
+the selected sub-head's training loss (does a lower loss mark a better run?), steps run and scheduled,
+whether the time budget cut the run, training and wall seconds, the load average before and after; the
+spread over seeds; the metadata of benchmarks/_meta.py) and a PNG of the spread next to it. The machine's load is part of every wall time: read the ``loadavg`` fields (``--jobs`` > 1
 runs share the machine's cores, which is load too). On a machine shared with other work, OpenMP threads
 that spin while they wait can slow 2-thread runs several times over; ``OMP_WAIT_POLICY=PASSIVE`` in the
 environment (recorded in the JSON) avoids that without changing any number.
@@ -66,7 +66,10 @@ def run_seed(preset: str, seed: int, threads: int, device: str, overrides: List[
     if done.returncode != 0:
         raise RuntimeError(f"seed {seed}: iic-fast train exited {done.returncode}:\n{done.stderr[-3000:]}")
     s = json.loads(done.stdout.strip().splitlines()[-1])
+    with open(os.path.join(s["run_dir"], "metrics.jsonl"), encoding="utf-8") as f:
+        last = [r for r in map(json.loads, f) if r["kind"] == "eval"][-1]
     return {"seed": seed, "test_acc": s["test_acc"], "test_acc_best_subhead": s["test_acc_best_subhead"],
+            "loss": last["subhead_losses"][last["subhead"]],
             "steps": s["steps"], "schedule_steps": s.get("schedule_steps"), "cut_by_time": s.get("cut_by_time"),
             "train_seconds": s["train_seconds"], "wall_seconds": round(wall, 2),
             "loadavg_1min_before": load_before, "loadavg_1min_after": os.getloadavg()[0]}
