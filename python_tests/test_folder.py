@@ -51,6 +51,8 @@ def test_rgba_drops_alpha_and_grey_repeats_to_rgb(tmp_path):
     assert np.array_equal(folder.read_image(_save(tmp_path / "a.png", rgba), 3), arr)
     g = _grey(arr)
     assert np.array_equal(folder.read_image(_save(tmp_path / "g.png", g), 3), np.stack([g] * 3, 2))
+    with pytest.raises(ValueError, match="channels must be 1 .grey. or 3"):
+        folder.read_image(str(tmp_path / "g.png"), 4)
 
 
 def test_16_bit_png_is_scaled_to_8_bits(tmp_path):

@@ -53,6 +53,8 @@ Item = Tuple[str, Optional[str]]  # (image path, label path or class name)
 def read_image(path: str, channels: int) -> np.ndarray:
     """The image at ``path`` as uint8 (H, W, channels), EXIF orientation applied (1 grey or 3 RGB).
     Raises DatasetError naming the file when Pillow cannot decode it."""
+    if channels not in (1, 3):
+        raise ValueError(f"channels must be 1 (grey) or 3 (RGB), got {channels}")
     try:
         with Image.open(path) as im:
             im = ImageOps.exif_transpose(im)
