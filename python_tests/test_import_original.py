@@ -60,7 +60,8 @@ def write_model_dir(folder, fields, py2=False, torch040=False, seed=0):
     ring = {"border_ring": True} if fields["arch"].startswith("Segmentation") else {}
     net = build(fields["arch"], in_channels=fields["in_channels"], input_sz=fields["input_sz"],
                 output_k_A=fields["output_k_A"], output_k_B=fields["output_k_B"],
-                num_sub_heads=fields["num_sub_heads"], batchnorm_track=fields["batchnorm_track"], **ring)
+                num_sub_heads=fields.get("num_sub_heads", fields.get("num_heads")),
+                batchnorm_track=fields["batchnorm_track"], **ring)
     for m in net.modules():  # trained-looking BatchNorm statistics
         if isinstance(m, torch.nn.BatchNorm2d) and m.track_running_stats:
             m.running_mean.uniform_(-0.2, 0.2)
@@ -86,7 +87,8 @@ def test_a_pickle_that_would_run_code_is_refused(tmp_path):
 
 
 def test_potsdam_import_equals_the_weights_loaded_by_hand(tmp_path):
-    net = write_model_dir(tmp_path / "545", POTSDAM3, py2=True, torch040=True)
+    fields = {("num_heads" if k == "num_sub_heads" else k): v for k, v in POTSDAM3.items()}  # the 2018 name
+    net = write_model_dir(tmp_path / "545", fields, py2=True, torch040=True)
     import_original(str(tmp_path / "545"), str(tmp_path / "run"))
     model = load_run(str(tmp_path / "run"), device="cpu")
     assert model.config.dataset == "potsdam3" and model.config.border_ring and model.spec.raw_channels == 4

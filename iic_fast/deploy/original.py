@@ -14,6 +14,7 @@ with ``config.pickle`` and ``best_net.pytorch``) as an iic_fast run directory th
   original config: arch, output_k_A / output_k_B (output_k), gt_k, num_sub_heads, batchnorm_track,
   input_sz, Sobel and include_rgb, and the clustering evaluation crop (rand_crop_sz or tf1_crop_sz).
   The checkpoint records no sub-head losses, so sub-head 0 is used unless ``subhead`` says otherwise.
+  The 2018 segmentation runs behind the paper named ``num_sub_heads`` ``num_heads``; both are read.
 """
 from __future__ import annotations
 
@@ -90,10 +91,12 @@ def read_original_weights(path: str) -> Dict[str, torch.Tensor]:
     return {k[len("module."):] if k.startswith("module.") else k: v for k, v in state.items()}
 
 
-def _field(config: argparse.Namespace, name: str) -> Any:
-    if not hasattr(config, name):
-        raise ValueError(f"the original config has no field {name!r}")
-    return getattr(config, name)
+def _field(config: argparse.Namespace, name: str, *old_names: str) -> Any:
+    """``config.name`` (or the first of ``old_names`` present); ValueError naming it when absent."""
+    for n in (name, *old_names):
+        if hasattr(config, n):
+            return getattr(config, n)
+    raise ValueError(f"the original config has no field {name!r}")
 
 
 def _preset_name(config: argparse.Namespace, two_head: bool) -> str:
@@ -121,7 +124,7 @@ def config_from_original(config: argparse.Namespace) -> TrainConfig:
           else {"output_k_A": None, "output_k_B": _field(config, "output_k")})
     name = _preset_name(config, two_head)
     base = preset(name)
-    fields = dict(arch=arch, gt_k=_field(config, "gt_k"), num_sub_heads=_field(config, "num_sub_heads"),
+    fields = dict(arch=arch, gt_k=_field(config, "gt_k"), num_sub_heads=_field(config, "num_sub_heads", "num_heads"),
                   batchnorm_track=bool(getattr(config, "batchnorm_track", False)),
                   mode={"IID": "iid", "IID+": "iid+"}.get(getattr(config, "mode", "IID"), base.mode), **ks)
     in_channels = _field(config, "in_channels")
