@@ -253,7 +253,7 @@ def test_segment_shards_inputs_across_torchrun_ranks(seg_run, photos, tmp_path, 
     assert sorted(p.name for p in out.rglob("*.png")) == ["coins_labels.png", "coins_overlay.png"]
 
 
-def test_cluster_command_writes_assignments(clu_run, photos, tmp_path, capsys):
+def test_cluster_command_writes_assignments(clu_run, photos, tmp_path, capsys, monkeypatch):
     out = tmp_path / "assignments.csv"
     assert main(["cluster", clu_run[0], str(photos), "--out", str(out), "--device", "cpu"]) == 0
     rows = list(csv.DictReader(open(out)))
@@ -264,3 +264,16 @@ def test_cluster_command_writes_assignments(clu_run, photos, tmp_path, capsys):
     np.testing.assert_allclose([float(r["confidence"]) for r in rows], confidence.numpy(), atol=1e-6)
     assert main(["cluster", clu_run[0], str(photos), "--out", str(tmp_path), "--device", "cpu"]) == 2
     assert "is a folder" in capsys.readouterr().err
+    monkeypatch.setenv("WORLD_SIZE", "2")
+    monkeypatch.setenv("RANK", "0")
+    assert main(["cluster", clu_run[0], str(photos), "--out", str(out), "--device", "cpu"]) == 0
+    rank0 = list(csv.DictReader(open(tmp_path / "assignments.rank0.csv")))  # one CSV per rank
+    assert [r["path"] for r in rank0] == [rows[0]["path"], rows[2]["path"]]
+
+
+def test_amp_segments_like_float32(seg_run):
+    image = torch.rand(2, 1, 48, 48, generator=torch.Generator().manual_seed(6))
+    exact = load_run(seg_run[0], device="cpu").segment(image, probs=True)
+    low = load_run(seg_run[0], device="cpu", amp=True).segment(image, probs=True)
+    assert low.dtype == torch.float32 and not torch.equal(low, exact)  # bfloat16 ran, probabilities float32
+    torch.testing.assert_close(low, exact, atol=0.05, rtol=0)
