@@ -2,7 +2,8 @@
 
 Building blocks ``joint`` and ``mi``; the losses ``segmentation_loss`` and ``clustering_loss``; drop-ins for the
 original code (``IID_loss``, ``IID_segmentation_loss``, ``IID_segmentation_loss_uncollapsed``); and
-``JointAccumulator`` for exact large-batch and multi-GPU gradients. See DESIGN.md and the README.
+``JointAccumulator`` for exact large-batch and multi-GPU gradients; ``load_run`` to segment or cluster new images
+with a trained run (``iic_fast.deploy``). See DESIGN.md and the README.
 """
 from ._extension import build_info, has_kernels
 from .losses import (
