@@ -20,6 +20,7 @@ import argparse
 import json
 import os
 import re
+import statistics
 import sys
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
@@ -32,15 +33,20 @@ def _ms(ms: float) -> str:
     return f"{ms / 1e3:.3g} s" if ms >= 1e3 else f"{ms:.3g} ms"
 
 
+def _x(speedup: float) -> str:
+    """A speed-up: whole numbers from 100x on, else three significant digits."""
+    return f"{speedup:,.0f}x" if speedup >= 100 else f"{speedup:.3g}x"
+
+
 def source_line(path: str, report: dict) -> str:
     """Where a table comes from: the file and, when it has them, its run's commit, device, threads and load."""
     meta = report.get("meta")
     if meta is None:
         return f"Source: `{path}` (no run metadata in the file: written before `benchmarks/_meta.py`)."
     dirty = f" + uncommitted changes in {len(meta['git_dirty_files'])} files" if meta["git_dirty"] else ""
-    start, end = meta.get("loadavg_1_5_15"), meta.get("loadavg_1_5_15_end")
-    load_text = f", 1-min load average {start[0]:.1f} at the start" if start else ""
-    load_text += f", {end[0]:.1f} at the end" if end else ""
+    loads = [f"{meta[key][0]:.1f} at the {when}" for key, when in (("loadavg_1_5_15", "start"),
+             ("loadavg_1_5_15_end", "end")) if meta.get(key)]
+    load_text = f", 1-min load average {' and '.join(loads)}" if loads else ""
     return (f"Source: `{path}` (git {meta['git_commit'][:7]}{dirty}; {meta['device_name']}, "
             f"{meta['threads']} threads, torch {meta['torch']}{load_text}; {meta['date'][:10]}).")
 
@@ -56,7 +62,7 @@ def loss_table(report: dict) -> list[str]:
     def cell(r: dict) -> str:
         if "error" in r:
             return "error"
-        speed = f" ({r['speedup_fwd_bwd']:.3g}x)" if r["impl"] != "reference" and "speedup_fwd_bwd" in r else ""
+        speed = f" ({_x(r['speedup_fwd_bwd'])})" if r["impl"] != "reference" and "speedup_fwd_bwd" in r else ""
         return _ms(r["fwd_bwd_ms"]) + speed
 
     for (n, k, H, W, d, mode), rows in groups.items():
@@ -78,21 +84,23 @@ def memory_table(report: dict) -> list[str]:
         if "error" in r:
             lines.append(f"| {r['micro_batch']} | error | | | |")
             continue
+        full = r["micro_batch"] == report["reference_micro_batch"]
         kind = "plain full batch" if r["micro_batch"] >= report["batch"] else "JointAccumulator"
+        diff = "(the reference)" if full else f"{r['grad_rel_diff_vs_full']:.1e}"
         lines.append(f"| {r['micro_batch']} ({kind}) | {r['peak_mb']:.0f} MB | {100 * r['peak_vs_full']:.0f} % | "
-                     f"{r['step_s']:.3g} s | {r['grad_rel_diff_vs_full']:.1e} |")
+                     f"{r['step_s']:.3g} s | {diff} |")
     return lines
 
 
 def layout_table(reports: list[dict]) -> list[str]:
-    """bench_layout.py: NCHW vs NHWC step time per preset and thread count, spread over the repeats."""
+    """bench_layout.py: NCHW vs NHWC step time per preset and thread count (medians over the repeats of each
+    repeat's median) and the spread of the speed-up over the repeats."""
     lines = ["| preset | threads | NCHW ms/step | NHWC ms/step | NHWC speed-up: median (min - max) | repeats |",
              "|---|---:|---:|---:|---:|---:|"]
     for report in reports:
         for name, s in report["speedup_spread"].items():
             rows = [r for r in report["rows"] if r["preset"] == name]
-            nchw = sorted(r["NCHW_ms"] for r in rows)[len(rows) // 2]
-            nhwc = sorted(r["NHWC_ms"] for r in rows)[len(rows) // 2]
+            nchw, nhwc = (statistics.median(r[key] for r in rows) for key in ("NCHW_ms", "NHWC_ms"))
             lines.append(f"| {name} | {report['meta']['threads']} | {nchw:.0f} | {nhwc:.0f} | {s['median']:.2f}x "
                          f"({s['min']:.2f}x - {s['max']:.2f}x) | {s['repeats']} |")
     return lines
@@ -128,9 +136,9 @@ def kernels_dev_table(report: dict) -> list[str]:
             kernel, fwd = c[f"{mode}_loss_fwd_bwd"]["median_ms"], c[f"{mode}_fwd"]
             ref = c[torch_key]["median_ms"]
             lines.append(f"| {c['n']}, {c['k']}, {c['H']}x{c['W']}, {c['d']} | {mode} | {_ms(conv)} | "
-                         f"{_ms(ref)} ({conv / ref:.3g}x) | {_ms(kernel)} ({conv / kernel:.3g}x) | "
+                         f"{_ms(ref)} ({_x(conv / ref)}) | {_ms(kernel)} ({_x(conv / kernel)}) | "
                          f"{fwd['extra_MB']:.2g} MB ({fwd['extra_pct_of_inputs']:.2g} % of inputs) | "
-                         f"{c[f'{mode}_relerr_vs_fp64']:.2g} / {c[f'conv_trick_{mode}_relerr_vs_fp64']:.2g} |")
+                         f"{c[f'{mode}_relerr_vs_fp64']:.1e} / {c[f'conv_trick_{mode}_relerr_vs_fp64']:.1e} |")
     return lines
 
 
