@@ -41,8 +41,10 @@ def _x(speedup: float) -> str:
 def source_line(path: str, report: dict) -> str:
     """Where a table comes from: the file and, when it has them, its run's commit, device, threads and load."""
     meta = report.get("meta")
-    if meta is None:
-        return f"Source: `{path}` (no run metadata in the file: written before `benchmarks/_meta.py`)."
+    if meta is None:  # written before benchmarks/_meta.py: what the file itself says
+        said = ", ".join(f"{key} {report[key]}" for key in ("git_sha", "device", "threads", "torch", "date")
+                         if key in report)
+        return f"Source: `{path}` (written before `benchmarks/_meta.py`; the file records: {said or 'nothing'})."
     dirty = f" + uncommitted changes in {len(meta['git_dirty_files'])} files" if meta["git_dirty"] else ""
     loads = [f"{meta[key][0]:.1f} at the {when}" for key, when in (("loadavg_1_5_15", "start"),
              ("loadavg_1_5_15_end", "end")) if meta.get(key)]
