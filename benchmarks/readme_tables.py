@@ -33,6 +33,10 @@ def _ms(ms: float) -> str:
     return f"{ms / 1e3:.3g} s" if ms >= 1e3 else f"{ms:.3g} ms"
 
 
+def _plural(count: int, noun: str) -> str:
+    return f"{count} {noun}{'' if count == 1 else 's'}"
+
+
 def _x(speedup: float) -> str:
     """A speed-up: whole numbers from 100x on, else three significant digits."""
     return f"{speedup:,.0f}x" if speedup >= 100 else f"{speedup:.3g}x"
@@ -50,7 +54,7 @@ def source_line(path: str, report: dict) -> str:
              ("loadavg_1_5_15_end", "end")) if meta.get(key)]
     load_text = f", 1-min load average {' and '.join(loads)}" if loads else ""
     return (f"Source: `{path}` (git {meta['git_commit'][:7]}{dirty}; {meta['device_name']}, "
-            f"{meta['threads']} threads, torch {meta['torch']}{load_text}; {meta['date'][:10]}).")
+            f"{_plural(meta['threads'], 'thread')}, torch {meta['torch']}{load_text}; {meta['date'][:10]}).")
 
 
 def loss_table(report: dict) -> list[str]:
@@ -111,7 +115,8 @@ def layout_table(reports: list[dict]) -> list[str]:
 def pairs_table(report: dict) -> list[str]:
     """bench_pairs.py: pairs/s of both pipelines, in total and per core."""
     t = report["threads_each_side"]
-    lines = [f"| case | per-sample PIL ({t} DataLoader workers): pairs/s | per core | batched ({t} threads): "
+    lines = [f"| case | per-sample PIL ({_plural(t, 'DataLoader worker')}): pairs/s | per core | batched "
+             f"({_plural(t, 'thread')}): "
              "pairs/s | per core | speed-up |", "|---|---:|---:|---:|---:|---:|"]
     for r in report["results"]:
         lines.append(f"| {r['case']} ({r['pairs_per_batch']} pairs/batch) | {r['per_sample_pairs_per_s']:,.0f} | "
