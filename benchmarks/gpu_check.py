@@ -24,8 +24,9 @@ Plan (part: what it runs; its time budget in seconds, full run / dry run):
              (the fixture holds about one batch per epoch: the step time includes the loader's epoch turns)
   segment    bench_segment.py --device cuda --amp (segment throughput)                                   60 / 120
 The whole run has a deadline (--deadline: default 470 s; 1200 s for the dry run, whose budgets are generous
-for loaded CI machines): a part gets at most the time left, and one with no time left is recorded as skipped. Expected on an H200 (estimated, not yet measured): build
-2-3 min, then the GPU parts about 4-5 min; the CPU tests finish alongside.
+for loaded CI machines): a part gets at most the time left, and one with no time left is recorded as skipped.
+Expected on an H200 (estimated, not yet measured): build 2-3 min, then the GPU parts about 4-5 min; the CPU
+tests finish alongside.
 
 Every part writes OUT_DIR/<part>.json: {"meta": benchmarks/_meta.py metadata (git commit and dirty flag, GPU
 name, torch and CUDA versions, build info), "part", "status", "seconds", "command", "log", details}. The
@@ -113,9 +114,9 @@ def main(argv=None) -> int:
     if want("train"):
         runner.run("train", lambda r, budget: train_part(r, budget, dry))
     if want("segment"):
-        runner.run("segment", lambda r, budget: (
-            bench_part(r, budget, benches["segment"], bench_out) if os.path.exists(os.path.join(HERE, "bench_segment.py"))
-            else r.skip("benchmarks/bench_segment.py does not exist")))
+        segment = os.path.exists(os.path.join(HERE, "bench_segment.py"))
+        runner.run("segment", lambda r, budget: bench_part(r, budget, benches["segment"], bench_out) if segment
+                   else r.skip("benchmarks/bench_segment.py does not exist"))
     if cpu_tests is not None:
         cpu_tests.join()
     return runner.finish()
