@@ -34,7 +34,7 @@ import torch
 HERE = os.path.dirname(os.path.abspath(__file__))
 ROOT = os.path.dirname(HERE)
 sys.path.insert(0, HERE)
-from _meta import add_common_args, write_results  # noqa: E402
+from _meta import add_common_args, metadata, write_results  # noqa: E402
 
 
 def parse_seeds(text: str) -> List[int]:
@@ -123,6 +123,7 @@ def main() -> None:
     if args.quick:
         seeds, args.overrides = seeds[:2], [*args.overrides, "max_steps=3", "eval_every=3"]
     torch.set_num_threads(args.threads)  # so the metadata's thread count is the runs'
+    at_start = metadata(args.device)  # the code the runs used; "meta" is taken when the JSON is written
     if args.jobs < 1:
         ap.error(f"--jobs must be >= 1, got {args.jobs}")
 
@@ -140,7 +141,7 @@ def main() -> None:
     path = write_results(args.out, f"seeds_{args.preset}", args.device,
                          {"preset": args.preset, "overrides": args.overrides, "threads": args.threads,
                           "jobs": args.jobs, "omp_wait_policy": os.environ.get("OMP_WAIT_POLICY"),
-                          "runs": rows, "spread": summary})
+                          "meta_at_start": at_start, "runs": rows, "spread": summary})
     with open(path, encoding="utf-8") as f:
         commit = json.load(f)["meta"]["git_commit"][:7]
     plot(rows, f"{args.preset}, {args.threads} threads, git {commit}", path[:-len(".json")] + ".png")
