@@ -202,7 +202,7 @@ def _resize(arr: np.ndarray, size: Tuple[int, int], resample: int) -> np.ndarray
         return np.asarray(Image.fromarray(arr.astype(np.int32)).resize(size[::-1], Image.NEAREST)).astype(np.int64)
     squeeze = arr.shape[2] == 1
     im = Image.fromarray(arr[..., 0] if squeeze else arr).resize(size[::-1], resample, reducing_gap=None)
-    out = np.asarray(im)
+    out = np.array(im)  # writable, for torch.from_numpy
     return out[..., None] if squeeze else out
 
 
