@@ -86,7 +86,7 @@ class TrainConfig:
     log_every: int = 10  # steps per train record in metrics.jsonl
     # runtime
     amp: str = "auto"
-    channels_last: bool = True  # NHWC activations (same numbers, faster convs; see runtime.use_channels_last)
+    channels_last: bool = True  # NHWC activations (same numbers; see runtime.use_channels_last)
     device: str = "auto"
     seed: int = 0
     num_workers: int = -1  # -1: the data package's default

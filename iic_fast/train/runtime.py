@@ -58,9 +58,8 @@ def use_channels_last(net: nn.Module) -> nn.Module:
     """Moves ``net`` to NHWC (channels_last) and converts its 4-d input to match on every call (other
     inputs pass through to the net's own shape check); returns it.
 
-    Same numbers to float rounding, faster convolutions: on the 2-core CPU the Textures-3 training step
-    runs about 1.2x faster on 2 threads and on 1 (benchmarks/bench_layout.py); NHWC is also the layout
-    tensor cores want under AMP."""
+    Same numbers to float rounding. NHWC is the layout tensor cores want under AMP; on the CPU its gain is
+    measured by benchmarks/bench_layout.py (the README's layout table: within the noise so far)."""
 
     def to_nhwc(module: nn.Module, args: Tuple[Any, ...]) -> Tuple[Any, ...]:
         x, *rest = args
