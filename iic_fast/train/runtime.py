@@ -59,7 +59,7 @@ def use_channels_last(net: nn.Module) -> nn.Module:
     inputs pass through to the net's own shape check); returns it.
 
     Same numbers to float rounding. NHWC is the layout tensor cores want under AMP; on the CPU its gain is
-    measured by benchmarks/bench_layout.py (the README's layout table: within the noise so far)."""
+    measured by benchmarks/bench_layout.py (the README's layout table)."""
 
     def to_nhwc(module: nn.Module, args: Tuple[Any, ...]) -> Tuple[Any, ...]:
         x, *rest = args
