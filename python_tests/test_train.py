@@ -16,7 +16,8 @@ from iic_fast.train import (PRESETS, NonFiniteLossError, Trainer, apply_override
                             save_atomic)
 from iic_fast.train import checkpoint as ck
 from iic_fast.train import schedule
-from iic_fast.train.state import Position, TrainState
+from iic_fast.train.evaluation import Evaluator
+from iic_fast.train.state import Position, Schedule, TrainState
 
 pytestmark = pytest.mark.filterwarnings("ignore:iic_fast. no compiled kernels")
 
@@ -267,10 +268,47 @@ def test_schedule_walks_passes_and_epochs_and_knows_its_length():
         schedule.horizon(clu_config(lr_schedule="cosine", max_steps=0, max_minutes=0.0), pass_steps)
     assert schedule.fit_steps(50, 30.0, 0.5, 300.0) == 50 + int(0.9 * 270 / 0.5)
     assert schedule.fit_steps(50, 400.0, 0.5, 300.0) == 51  # over budget already: one more step
+    assert schedule.fit_steps(50, 30.0, 0.5, 300.0, reserve=20.0) == 50 + int(0.9 * 250 / 0.5)
     pace = schedule.Pace(first_step=10, skip=2, window=4)
     assert [pace.update(s, 5.0 + 0.5 * (s - 12)) for s in range(11, 18)] == [None] * 5 + [0.5, None]
     with pytest.raises(ValueError, match="'schedule'"):
         TrainState.from_dict({"position": {}, "stats": {}})
+
+
+def test_a_shortened_schedule_shortens_the_head_A_warm_up():
+    c = clu_config(head_A_warmup_epochs=15)
+    assert schedule.warmup_epochs(c, Schedule(horizon=1500, time_steps=0)) == 15  # no plan yet
+    assert schedule.warmup_epochs(c, Schedule(horizon=1500, time_steps=1500)) == 15
+    assert schedule.warmup_epochs(c, Schedule(horizon=1500, time_steps=700)) == 7  # ceil(15 * 700 / 1500)
+    assert schedule.warmup_epochs(c, Schedule(horizon=0, time_steps=700)) == 15  # no horizon to scale
+    short = Schedule(horizon=1500, time_steps=100)  # warm-up of ceil(1.0) = 1 epoch
+    assert [schedule.head(c, Position(epoch=e), short) for e in (0, 1)] == ["A", "B"]
+    assert schedule.head(c, Position(epoch=1)) == "A"  # the config's 15 epochs without a plan
+
+
+def test_time_plan_keeps_room_for_slow_evaluations(tmp_path, monkeypatch):
+    """A fake clock: 1 s per step and 20 s per evaluation. The first plan (steps only) fits 54 steps in the
+    60 s budget; after the first evaluation the pace with evaluations and a 20 s reserve fit 7."""
+    evals = []
+
+    class Plan:  # the pace window ends at step 3 with 1 s per step
+        def __init__(self, first_step):
+            pass
+
+        def update(self, step, seconds):
+            return 1.0 if step == 3 else None
+
+    real_run = Evaluator.run
+    monkeypatch.setattr(Evaluator, "run", lambda self, *a: evals.append(1) or real_run(self, *a))
+    monkeypatch.setattr(Trainer, "elapsed", lambda self: self.step * 1.0 + 20.0 * len(evals))
+    monkeypatch.setattr(schedule, "Pace", Plan)
+    c = seg_config(max_steps=100, max_minutes=1.0, eval_every=5, lr_schedule="cosine")
+    summary = Trainer(c, str(tmp_path)).fit()
+    # at step 5 after its evaluation: 25 s spent (5 s per step), 60 - 25 - 20 = 15 s left: 5 + 0.9 * 15 / 5
+    assert summary["steps"] == summary["schedule_steps"] == 7 and not summary["cut_by_time"]
+    lrs = {r["step"]: r["lr"] for r in _read(tmp_path / "metrics.jsonl") if r["kind"] == "train"}
+    assert lrs[4] == pytest.approx(c.lr * 0.5 * (1 + math.cos(math.pi * 4 / 54)))  # the first plan
+    assert lrs[6] == pytest.approx(c.lr * 0.5 * (1 + math.cos(math.pi * 6 / 7)))
 
 
 def test_time_budget_lays_the_cosine_over_the_steps_that_fit(tmp_path, monkeypatch, capsys):

@@ -2,9 +2,12 @@
 along them, and how a time budget fixes the run's length.
 
 A run's length is its **schedule steps**: the smaller of ``max_steps`` and the steps of ``max_epochs``,
-known before training. With ``max_minutes`` the trainer also measures its pace (wall seconds per step,
-evaluations included) over ``Pace.window`` steps early in the run and shortens the schedule, once, to the
-steps that fit the rest of the budget with a margin (``fit_steps``). The cosine learning rate is laid
+known before training. With ``max_minutes`` the trainer also measures its pace (wall seconds per step)
+over ``Pace.window`` steps early in the run and shortens the schedule to the steps that fit the rest of
+the budget with a margin (``fit_steps``). After every evaluation it plans again with the pace of the
+whole session so far, evaluations included, keeping the last evaluation's time in reserve for the final
+one; a plan only ever shortens the schedule. A shortened schedule also shortens the head-A warm-up in
+proportion (``warmup_epochs``), so a slow machine still trains the main head. The cosine learning rate is laid
 over the schedule steps, so a run cut short by a slow machine still ends at lr 0 instead of being
 stopped mid-schedule; a preset that fits its steps in its budget runs the same steps on any machine
 fast enough, so its result does not depend on the machine's speed.
@@ -15,7 +18,7 @@ import math
 from typing import Callable, List, Optional
 
 from .config import TrainConfig
-from .state import Position
+from .state import Position, Schedule
 
 PassSteps = Callable[[str], int]  # head -> steps of one pass of that head
 
@@ -23,11 +26,21 @@ PassSteps = Callable[[str], int]  # head -> steps of one pass of that head
 MARGIN = 0.9
 
 
-def phases(config: TrainConfig, epoch: int) -> List[str]:
-    """Heads trained in ``epoch``, one pass each (see ``config.head_schedule``)."""
+def warmup_epochs(config: TrainConfig, sched: Optional[Schedule] = None) -> int:
+    """Epochs of head A alone: ``head_A_warmup_epochs``, scaled by ``time_steps / horizon`` (rounded up)
+    when a time budget planned ``sched`` shorter than its horizon."""
+    w = config.head_A_warmup_epochs
+    if sched is not None and sched.horizon and 0 < sched.time_steps < sched.horizon:
+        return math.ceil(w * sched.time_steps / sched.horizon)
+    return w
+
+
+def phases(config: TrainConfig, epoch: int, sched: Optional[Schedule] = None) -> List[str]:
+    """Heads trained in ``epoch``, one pass each (see ``config.head_schedule``); ``sched`` shortens the
+    warm-up (``warmup_epochs``)."""
     if config.head_schedule == "single":
         return ["B"]
-    if epoch < config.head_A_warmup_epochs:
+    if epoch < warmup_epochs(config, sched):
         return ["A"]
     if config.head_schedule == "alternate":
         return ["A" if epoch % 2 == 0 else "B"]
@@ -35,15 +48,15 @@ def phases(config: TrainConfig, epoch: int) -> List[str]:
     return a + b if config.head_schedule == "A_then_B" else b + a
 
 
-def head(config: TrainConfig, pos: Position) -> str:
+def head(config: TrainConfig, pos: Position, sched: Optional[Schedule] = None) -> str:
     """The head that trains the step at ``pos``."""
-    return phases(config, pos.epoch)[pos.phase]
+    return phases(config, pos.epoch, sched)[pos.phase]  # a shortened warm-up only adds passes to an epoch
 
 
-def advance(config: TrainConfig, pos: Position, pass_steps: PassSteps) -> bool:
+def advance(config: TrainConfig, pos: Position, pass_steps: PassSteps, sched: Optional[Schedule] = None) -> bool:
     """Moves ``pos`` past one step of its pass (``pos.step`` is counted by the caller); True when the
     step ended an epoch."""
-    heads = phases(config, pos.epoch)
+    heads = phases(config, pos.epoch, sched)
     pos.phase_step += 1
     if pos.phase_step < pass_steps(heads[pos.phase]):
         return False
@@ -73,12 +86,14 @@ def lr_factor(config: TrainConfig, step: int, steps: int) -> float:
     return 1.0
 
 
-def fit_steps(step: int, seconds: float, pace: float, budget_seconds: float, margin: float = MARGIN) -> int:
+def fit_steps(step: int, seconds: float, pace: float, budget_seconds: float, margin: float = MARGIN,
+              reserve: float = 0.0) -> int:
     """The run's length in steps when, at ``step`` after ``seconds`` of its ``budget_seconds``, it goes
-    on at ``pace`` seconds per step through ``margin`` of the time left (at least ``step`` + 1)."""
+    on at ``pace`` seconds per step through ``margin`` of the time left after ``reserve`` seconds (the
+    final evaluation's); at least ``step`` + 1."""
     if pace <= 0:
         raise ValueError(f"pace must be > 0 seconds per step, got {pace}")
-    left = max(0.0, budget_seconds - seconds)
+    left = max(0.0, budget_seconds - seconds - reserve)
     return step + max(1, math.floor(margin * left / pace))
 
 

@@ -132,22 +132,27 @@ class Trainer:
         """Trains until the schedule or a budget ends, evaluates, saves, and returns the summary."""
         from tqdm.auto import tqdm
 
-        c, pos = self.config, self.state.position
+        c, pos, sched = self.config, self.state.position, self.state.schedule
         self._t0 = time.time()
-        pace = schedule.Pace(pos.step)
-        bar = tqdm(total=self.state.schedule.steps or None, initial=pos.step, desc=c.preset, unit="step",
+        pace, start = schedule.Pace(pos.step), (pos.step, self.elapsed())
+        bar = tqdm(total=sched.steps or None, initial=pos.step, desc=c.preset, unit="step",
                    disable=not (c.progress and self.main), dynamic_ncols=True)
         try:
             while self._budget_left():
-                head = schedule.head(c, pos)
+                head = schedule.head(c, pos, sched)
                 losses = self.train_step(head)
                 pos.step += 1
                 self._record(head, losses)
-                epoch_ended = schedule.advance(c, pos, self.pass_steps)
-                self._plan(pace, bar)
+                epoch_ended = schedule.advance(c, pos, self.pass_steps, sched)
+                seconds_per_step = pace.update(self.step, self.elapsed())
+                if seconds_per_step is not None and not sched.time_steps:
+                    self._plan(seconds_per_step, 0.0, bar)
                 self._show(bar, head, losses)
                 if (c.eval_every and pos.step % c.eval_every == 0) or (epoch_ended and not c.eval_every):
+                    t = self.elapsed()
                     self.evaluate_and_save()
+                    if sched.time_steps:  # the pace so far, evaluations included; the final one in reserve
+                        self._plan((self.elapsed() - start[1]) / (pos.step - start[0]), self.elapsed() - t, bar)
         finally:
             bar.close()
         if self.state.stats.last_eval_step != pos.step:
@@ -167,20 +172,20 @@ class Trainer:
             over = bool(flag)
         return not over
 
-    def _plan(self, pace: schedule.Pace, bar: Any) -> None:
-        """Under a time budget, once per run: shortens the schedule to the steps that fit the budget at
-        the measured pace (see ``schedule``); the progress bar's total follows."""
+    def _plan(self, seconds_per_step: float, reserve: float, bar: Any) -> None:
+        """Under a time budget: shortens the schedule to the steps that fit the budget at
+        ``seconds_per_step`` with ``reserve`` seconds kept for the final evaluation (see ``schedule``;
+        never lengthens it); the progress bar's total follows."""
         c, sched = self.config, self.state.schedule
-        if not c.max_minutes or sched.time_steps:
+        if not c.max_minutes:
             return
-        seconds_per_step = pace.update(self.step, self.elapsed())
-        if seconds_per_step is None:
-            return
-        fit = schedule.fit_steps(self.step, self.elapsed(), seconds_per_step, 60 * c.max_minutes)
+        fit = schedule.fit_steps(self.step, self.elapsed(), seconds_per_step, 60 * c.max_minutes, reserve=reserve)
         if self.world > 1:  # every rank must plan the same length
             n = torch.tensor(fit, device=self.device)
             dist.all_reduce(n, op=dist.ReduceOp.MIN)
             fit = int(n)
+        if sched.time_steps and fit >= sched.time_steps:
+            return
         sched.time_steps = fit
         bar.total = sched.steps
         bar.refresh()
