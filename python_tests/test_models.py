@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import copy
+import math
 
 import pytest
 import torch
@@ -315,3 +316,20 @@ def test_errors() -> None:
         model(torch.rand(1, 1, 32, 32))
     with pytest.raises(ValueError, match="expected input"):
         model(torch.rand(1, 3, 24, 24))
+
+
+@pytest.mark.parametrize("name, widths", [("SmallSegNetTwoHead", [32, 32, 64, 64, 64]),
+                                          ("TinySegNetTwoHead", [16, 16, 32, 32, 32])])
+def test_cpu_sized_segmentation_nets_keep_any_even_size(name: str, widths: list) -> None:
+    """The CPU-sized segmentation nets: their conv widths, one max-pool, PyTorch's default conv
+    initialisation, and outputs at the input's size (H != W too)."""
+    model = build(name, **two(3, 64, 12, 3)).eval()
+    convs = [m for m in model.trunk.modules() if isinstance(m, nn.Conv2d)]
+    assert [c.out_channels for c in convs] == widths
+    assert sum(isinstance(m, nn.MaxPool2d) for m in model.trunk.modules()) == 1
+    bound = 1 / math.sqrt(3 * 9)  # kaiming-uniform a=sqrt(5): |w| <= 1 / sqrt(fan_in)
+    assert convs[0].weight.abs().max() <= bound and convs[0].weight.abs().max() > 0.5 * bound
+    for head in ("A", "B"):
+        out = model(torch.rand(2, 3, 40, 26), head=head)
+        assert out[0].shape == (2, 12 if head == "A" else 3, 40, 26)
+        assert torch.allclose(out[0].sum(1), torch.ones(2, 40, 26), atol=1e-5)
