@@ -1,10 +1,10 @@
 """Compact nets for CPU-sized problems (the embedded sets), built from the same pieces as the paper's
 bases B and C (``VGGTrunk`` + ``SegmentationHead`` / ``ClusterHead``), only narrower and shallower.
 
-``SmallSegNet`` / ``SmallSegNetTwoHead`` (the CPU default for folders of images): 5 conv-BN-ReLU 3x3
+``SmallSegNet`` / ``SmallSegNetTwoHead`` (Textures-3 before TinySegNet; ``--set arch=...``): 5 conv-BN-ReLU 3x3
 layers of width 32-64 with one 2x2 max-pool, "same" padding everywhere, so a 64x64 input gives a 32x32
 feature map that the heads upsample back to 64x64. About 1/60 of SegmentationNet10a's compute per pixel.
-``TinySegNet`` / ``TinySegNetTwoHead`` (Textures-3): the same layout at half the width (16-32), about a
+``TinySegNet`` / ``TinySegNetTwoHead`` (Textures-3 and folders of images on the CPU): the same layout at half the width (16-32), about a
 quarter of the compute; on 2 CPU cores a Textures-3 step takes half the time (0.20 s against 0.43 s).
 
 ``SmallClusterNet`` / ``SmallClusterNetTwoHead`` (Digits, 8x8): 3 conv-BN-ReLU 3x3 layers of width
@@ -81,7 +81,7 @@ class SmallSegNet(_DefaultInit, SingleHeadNet):
 
 
 class SmallSegNetTwoHead(_DefaultInit, TwoHeadNet):
-    __doc__ = _doc("small VGG (5 conv, width 32-64)", "Two-head segmentation net (folders of images)")
+    __doc__ = _doc("small VGG (5 conv, width 32-64)", "Two-head segmentation net")
     family = FAMILY_SMALL
 
 
