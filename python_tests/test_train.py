@@ -18,6 +18,7 @@ from iic_fast.train import checkpoint as ck
 from iic_fast.train import schedule
 from iic_fast.train.evaluation import Evaluator
 from iic_fast.train.state import Position, Schedule, TrainState
+from iic_fast.train.steps import worse_half
 
 pytestmark = pytest.mark.filterwarnings("ignore:iic_fast. no compiled kernels")
 
@@ -85,6 +86,45 @@ def test_resume_reproduces_the_uninterrupted_run(tmp_path, make):
     assert _time_free(_read(part / "metrics.jsonl")) == _time_free(_read(full / "metrics.jsonl"))
     a, b = load_checkpoint(full / "latest.pt")["net"], load_checkpoint(part / "latest.pt")["net"]
     assert all(torch.equal(a[k], b[k]) for k in a)
+
+
+def test_subhead_restarts_reset_the_worse_half_before_the_checkpoint(tmp_path):
+    """At the first evaluation past 40 % of the schedule (step 3 of 6) the worse half of the main head's
+    sub-heads goes back to its initial weights; the checkpoint holds the restarted net, so a run killed
+    after it resumes into the uninterrupted run."""
+    assert worse_half([3.0, 1.0, 2.0, 0.5]) == [0, 2] and worse_half([1.0, 2.0, 3.0]) == [1, 2]
+    assert worse_half([1.0, 0.0]) == [0] and worse_half([1.0]) == []
+    make = lambda: clu_config(num_sub_heads=4, subhead_restarts=[0.4], max_steps=6, eval_every=3)  # noqa: E731
+    initial = Trainer(make(), str(tmp_path / "init")).net.head_B.state_dict()
+    Trainer(make(), str(tmp_path / "full")).fit()
+    evals = [r for r in _read(tmp_path / "full" / "metrics.jsonl") if r["kind"] == "eval"]
+    assert [r["step"] for r in evals] == [3, 6] and "restarted_subheads" not in evals[1]
+    restarted = evals[0]["restarted_subheads"]
+    assert restarted == worse_half(evals[0]["subhead_losses"]) and len(restarted) == 2
+    killed = Trainer(make(), str(tmp_path / "part"))
+    step = killed.train_step
+
+    def dies_at_step_5(head):
+        if killed.step == 4:
+            raise KeyboardInterrupt("killed")
+        return step(head)
+
+    killed.train_step = dies_at_step_5
+    with pytest.raises(KeyboardInterrupt):
+        killed.fit()
+    at_3 = load_checkpoint(tmp_path / "part" / "latest.pt")
+    assert at_3["stats"]["restarts"] == 1
+    for i in range(4):
+        same = [torch.equal(at_3["net"][f"head_B.{k}"], v) for k, v in initial.items() if k.startswith(f"heads.{i}.")]
+        assert all(same) == (i in restarted), i
+    Trainer(make(), str(tmp_path / "part"), resume=True).fit()
+    assert _time_free(_read(tmp_path / "part" / "metrics.jsonl")) == _time_free(_read(tmp_path / "full" / "metrics.jsonl"))
+    a, b = load_checkpoint(tmp_path / "full" / "latest.pt")["net"], load_checkpoint(tmp_path / "part" / "latest.pt")["net"]
+    assert all(torch.equal(a[k], b[k]) for k in a)
+    with pytest.raises(ValueError, match="subhead_restarts"):
+        clu_config(subhead_restarts=[1.0])
+    with pytest.raises(ValueError, match="subhead_restarts"):
+        clu_config(subhead_restarts=[0.0])
 
 
 def test_atomic_checkpoint_survives_a_crash_mid_write(tmp_path, monkeypatch):
@@ -206,7 +246,9 @@ class OppositeSubheads(nn.Module):
 
 def test_test_acc_is_the_lowest_loss_subheads_not_the_best_accuracy(tmp_path):
     config = clu_config(head_A_warmup_epochs=0, head_schedule="B_then_A", output_k_A=10, max_steps=2,
-                        eval_every=2)
+                        eval_every=2, subhead_restarts=[])  # the stub has no sub-heads to restart
+    with pytest.raises(ValueError, match="subhead_restarts needs a net"):
+        Trainer(clu_config(subhead_restarts=[0.5]), str(tmp_path / "no_heads"), net=nn.Linear(1, 1))
     trainer = Trainer(config, str(tmp_path))
     images, labels = trainer.data.test.tensors
     net = OppositeSubheads(config.output_k_B, trainer.data.pairs.eval_transform(images), labels)

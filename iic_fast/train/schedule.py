@@ -86,6 +86,14 @@ def lr_factor(config: TrainConfig, step: int, steps: int) -> float:
     return 1.0
 
 
+def restarts_passed(config: TrainConfig, step: int, steps: int) -> int:
+    """How many ``subhead_restarts`` fractions of the ``steps``-step schedule lie at or before ``step``
+    (0 without a schedule length, and at its end, where a restart would be wasted)."""
+    if not steps or step >= steps:
+        return 0
+    return sum(step >= f * steps for f in config.subhead_restarts)
+
+
 def fit_steps(step: int, seconds: float, pace: float, budget_seconds: float, margin: float = MARGIN,
               reserve: float = 0.0) -> int:
     """The run's length in steps when, at ``step`` after ``seconds`` of its ``budget_seconds``, it goes

@@ -39,7 +39,8 @@ class Stats:
     """Running statistics: training seconds up to the last checkpoint (evaluations included), per-head
     loss sums of the current log window ([loss, loss_no_lamb, count]), per-sub-head loss sums of the
     main head since the last evaluation (count last), the last selection losses, the best evaluation,
-    the last accuracy (None before the first evaluation) and its step."""
+    the last accuracy (None before the first evaluation) and its step, and the ``subhead_restarts``
+    fractions passed."""
 
     seconds: float = 0.0
     window: Dict[str, List[float]] = field(default_factory=dict)
@@ -48,6 +49,7 @@ class Stats:
     best: Dict[str, Any] = field(default_factory=lambda: {"acc": -1.0, "step": 0})
     last_acc: Optional[float] = None
     last_eval_step: int = -1
+    restarts: int = 0
 
 
 @dataclass

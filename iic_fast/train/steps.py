@@ -11,7 +11,7 @@ Two paths with the same gradient (to float rounding):
 from __future__ import annotations
 
 import contextlib
-from typing import Callable, List, Optional, Sequence, Tuple
+from typing import Callable, Dict, List, Optional, Sequence, Tuple
 
 import torch
 from torch import nn
@@ -132,6 +132,26 @@ class StepRunner:
                 grads = [scale(leaf.grad / heads) for leaf in leaves]
                 torch.autograd.backward(o1 + o2, grads)
         return [(float(l), float(ln)) for l, ln in losses]
+
+
+def worse_half(losses: Sequence[float]) -> List[int]:
+    """Indices (ascending) of the sub-heads in the worse half by training loss (the higher ones; the
+    middle one of an odd count too; never the best, so none of one): those a label-free restart
+    re-initialises."""
+    order = sorted(range(len(losses)), key=lambda i: (losses[i], i))
+    return sorted(order[max(1, len(losses) // 2):])
+
+
+def restart_subheads(head: nn.Module, indices: Sequence[int], initial: Dict[str, torch.Tensor],
+                     optimizer: torch.optim.Optimizer) -> None:
+    """Puts the sub-heads ``indices`` of ``head`` (a ``SubHeads``) back to their initial weights
+    (``initial``: the head's state_dict at construction, the same on every rank) and drops their
+    optimiser state, so they train afresh on the current trunk."""
+    with torch.no_grad():
+        for i in indices:
+            for name, p in head.heads[i].named_parameters():
+                p.copy_(initial[f"heads.{i}.{name}"])
+                optimizer.state.pop(p, None)
 
 
 def _check_finite(loss: torch.Tensor, head: str) -> None:

@@ -31,7 +31,7 @@ from .evaluation import Evaluator
 from .report import plot_curves, write_json
 from .runtime import build_model, init_distributed, resolve_device
 from .state import Schedule, TrainState
-from .steps import NonFiniteLossError, PairNet, StepRunner
+from .steps import NonFiniteLossError, PairNet, StepRunner, restart_subheads, worse_half
 from .tensorboard import metrics_log
 
 
@@ -57,6 +57,8 @@ class Trainer:
         self.data = build_data(config, self.device, self.rank, self.world)
         model = build_model(config, self.data, self.device, net)
         self.net = model.net
+        self._initial_main_head = ({k: v.clone() for k, v in self._main_head().state_dict().items()}
+                                   if config.subhead_restarts else {})  # restarts go back to these weights
         self.pair_net: nn.Module = PairNet(self.net, config.two_head)
         if self.world > 1:
             self.pair_net = nn.parallel.DistributedDataParallel(
@@ -227,23 +229,32 @@ class Trainer:
         return st.last_losses or [0.0] * self.config.num_sub_heads
 
     def evaluate_and_save(self) -> Dict[str, Any]:
-        """Evaluates the main head on the test data (rank 0), logs it, writes latest.pt (and best.pt
-        when the selected sub-head's accuracy improved). Returns the eval record (empty off rank 0)."""
+        """Evaluates the main head on the test data (rank 0), logs it, restarts sub-heads when a
+        ``subhead_restarts`` fraction has passed, writes latest.pt (and best.pt when the selected
+        sub-head's accuracy improved). Returns the eval record (empty off rank 0)."""
         st = self.state.stats
         losses = self._subhead_losses()
         st.last_eval_step = self.step
+        passed = schedule.restarts_passed(self.config, self.step, self.state.schedule.steps)
+        restart = worse_half(losses) if passed > st.restarts else []
         rec: Dict[str, Any] = {}
+        improved = False
         if self.main:
             t = time.time()
             result = self.evaluator.run(losses)
             rec = {"kind": "eval", "step": self.step, "epoch": self.state.position.epoch,
-                   "seconds": self.elapsed(), "eval_seconds": time.time() - t, **result}
+                   "seconds": self.elapsed(), "eval_seconds": time.time() - t, **result,
+                   **({"restarted_subheads": restart} if restart else {})}
             self.log.append(rec)
             st.last_acc = result["test_acc"]
             improved = result["test_acc"] is None or result["test_acc"] > st.best["acc"]  # no labels: latest
             if improved:
                 st.best = {"acc": result["test_acc"], "step": self.step}
             self._check_weights()
+        if restart:
+            restart_subheads(self._main_head(), restart, self._initial_main_head, self.optimizer)
+        st.restarts = max(st.restarts, passed)
+        if self.main:
             state = self.checkpoint()
             ck.save_atomic(state, os.path.join(self.out, "latest.pt"))
             if improved:
@@ -251,6 +262,13 @@ class Trainer:
         if self.world > 1:
             dist.barrier()
         return rec
+
+    def _main_head(self) -> nn.Module:
+        """The main head's sub-heads: ``head_B`` of a two-head net, ``head`` of a single-head one."""
+        name = "head_B" if self.config.two_head else "head"
+        if not hasattr(self.net, name):
+            raise ValueError(f"subhead_restarts needs a net whose main head is its attribute {name!r}")
+        return getattr(self.net, name)
 
     def _check_weights(self) -> None:
         """Never checkpoint a broken network."""
