@@ -46,7 +46,7 @@ Your own images (--data DIR --task segmentation|clustering [--k K] [--input-size
   classes); the overclustering head gets 4K (segmentation) or 7K (clustering). With labels, evaluation
   is Hungarian when K equals the classes, else many-to-one; without, it reports the loss and cluster sizes.
   Defaults: grey + Sobel input (--rgb adds the colour channels), the textures3 (segmentation) or digits
-  (clustering) preset's settings with TinySegNetTwoHead / SmallClusterNetTwoHead on the CPU, and
+  (clustering) preset's settings with SmallSegNetTwoHead / SmallClusterNetTwoHead on the CPU, and
   SegmentationNet10aTwoHead / ClusterNet5gTwoHead on CUDA (change any with --set, e.g. --set arch=...).
   S must be a multiple of 4, at least 16. Example:
     iic-fast train --data photos/ --task segmentation --k 4 --out runs/photos"""

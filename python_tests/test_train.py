@@ -49,8 +49,8 @@ def _read(path):
 
 @pytest.mark.parametrize("make", [seg_config, clu_config], ids=["segmentation", "clustering"])
 def test_a_few_steps_reduce_the_loss(tmp_path, make):
-    trainer = Trainer(make(lr=1e-3), str(tmp_path))  # 20 steps: the tiny net starts from soft outputs
-    losses = [sum(l for l, _ in trainer.train_step("B")) for _ in range(20)]
+    trainer = Trainer(make(lr=1e-3), str(tmp_path))
+    losses = [sum(l for l, _ in trainer.train_step("B")) for _ in range(12)]
     assert all(torch.isfinite(torch.tensor(losses)))
     assert sum(losses[-3:]) / 3 < sum(losses[:3]) / 3 - 0.02, losses
 

@@ -5,15 +5,14 @@ from typing import Any, Optional
 
 from .nets import (ClusterNet5g, ClusterNet5gTwoHead, ClusterNet6c, ClusterNet6cTwoHead, IICNet,
                    SegmentationNet10a, SegmentationNet10aTwoHead, TwoHeadNet)
-from .small import (SmallClusterNet, SmallClusterNetTwoHead, SmallSegNet, SmallSegNetTwoHead, TinySegNet,
-                    TinySegNetTwoHead)
+from .small import SmallClusterNet, SmallClusterNetTwoHead, SmallSegNet, SmallSegNetTwoHead
 
 __all__ = ["MODELS", "build"]
 
 MODELS: dict[str, type[IICNet]] = {cls.__name__: cls for cls in (
     ClusterNet5g, ClusterNet5gTwoHead, ClusterNet6c, ClusterNet6cTwoHead,
-    SegmentationNet10a, SegmentationNet10aTwoHead, SmallSegNet, SmallSegNetTwoHead, TinySegNet,
-    TinySegNetTwoHead, SmallClusterNet, SmallClusterNetTwoHead)}
+    SegmentationNet10a, SegmentationNet10aTwoHead, SmallSegNet, SmallSegNetTwoHead,
+    SmallClusterNet, SmallClusterNetTwoHead)}
 
 _COMMON_OPTIONS = ("batchnorm_track", "return_logits")
 
@@ -26,8 +25,7 @@ def build(name: str, *, in_channels: Optional[int] = None, input_sz: Optional[in
 
     Args:
         name: ClusterNet5g, ClusterNet5gTwoHead, ClusterNet6c, ClusterNet6cTwoHead,
-            SegmentationNet10a or SegmentationNet10aTwoHead (the paper's), or the CPU-sized
-            SmallSegNet(TwoHead), TinySegNet(TwoHead) and SmallClusterNet(TwoHead).
+            SegmentationNet10a or SegmentationNet10aTwoHead.
         in_channels: input channels (1 grey, 2 Sobel, 4 RGBIR, 5 RGB+Sobel, ...). Required.
         input_sz: input side length (square; clustering nets size their linear heads from it).
             Required.

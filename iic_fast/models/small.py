@@ -1,11 +1,9 @@
 """Compact nets for CPU-sized problems (the embedded sets), built from the same pieces as the paper's
 bases B and C (``VGGTrunk`` + ``SegmentationHead`` / ``ClusterHead``), only narrower and shallower.
 
-``SmallSegNet`` / ``SmallSegNetTwoHead`` (Textures-3 before TinySegNet; ``--set arch=...``): 5 conv-BN-ReLU 3x3
-layers of width 32-64 with one 2x2 max-pool, "same" padding everywhere, so a 64x64 input gives a 32x32
-feature map that the heads upsample back to 64x64. About 1/60 of SegmentationNet10a's compute per pixel.
-``TinySegNet`` / ``TinySegNetTwoHead`` (Textures-3 and folders of images on the CPU): the same layout at half the width (16-32), about a
-quarter of the compute; on 2 CPU cores a Textures-3 step takes half the time (0.20 s against 0.43 s).
+``SmallSegNet`` / ``SmallSegNetTwoHead`` (Textures-3): 5 conv-BN-ReLU 3x3 layers of width 32-64 with
+one 2x2 max-pool, "same" padding everywhere, so a 64x64 input gives a 32x32 feature map that the
+heads upsample back to 64x64. About 1/60 of SegmentationNet10a's compute per pixel.
 
 ``SmallClusterNet`` / ``SmallClusterNetTwoHead`` (Digits, 8x8): 3 conv-BN-ReLU 3x3 layers of width
 32-128 with two max-pools, flattened (128 x 2 x 2 at 8x8) into linear heads; about 1/16 of
@@ -26,24 +24,16 @@ from .heads import ClusterHead, SegmentationHead
 from .nets import Family, SingleHeadNet, TwoHeadNet, _doc
 from .trunks import VGGCfg, VGGTrunk
 
-__all__ = ["CFG_SMALL", "CFG_TINY", "CFG_SMALL_CLUSTER", "small_trunk", "tiny_trunk", "small_cluster_trunk",
-           "SmallSegNet", "SmallSegNetTwoHead", "TinySegNet", "TinySegNetTwoHead", "SmallClusterNet",
-           "SmallClusterNetTwoHead"]
+__all__ = ["CFG_SMALL", "CFG_SMALL_CLUSTER", "small_trunk", "small_cluster_trunk", "SmallSegNet",
+           "SmallSegNetTwoHead", "SmallClusterNet", "SmallClusterNetTwoHead"]
 
 CFG_SMALL: VGGCfg = [(32, 1), (32, 1), "M", (64, 1), (64, 1), (64, 1)]
-CFG_TINY: VGGCfg = [(16, 1), (16, 1), "M", (32, 1), (32, 1), (32, 1)]
 CFG_SMALL_CLUSTER: VGGCfg = [(32, 1), "M", (64, 1), "M", (128, 1)]
 
 
 def small_trunk(in_channels: int, input_sz: int, *, batchnorm_track: bool = True) -> nn.Module:
     """(n, C, s, s) -> (n, 64, s//2, s//2): 3x3 convs with padding 1, one max-pool."""
     return VGGTrunk(CFG_SMALL, in_channels, input_sz, kernel=3, padding=1, flatten=False,
-                    batchnorm_track=batchnorm_track)
-
-
-def tiny_trunk(in_channels: int, input_sz: int, *, batchnorm_track: bool = True) -> nn.Module:
-    """(n, C, s, s) -> (n, 32, s//2, s//2): ``small_trunk`` at half the width."""
-    return VGGTrunk(CFG_TINY, in_channels, input_sz, kernel=3, padding=1, flatten=False,
                     batchnorm_track=batchnorm_track)
 
 
@@ -56,7 +46,6 @@ def small_cluster_trunk(in_channels: int, input_sz: int, *, batchnorm_track: boo
 FAMILY_SMALL_CLUSTER = Family(small_cluster_trunk, ClusterHead, "fan_in")
 FAMILY_SMALL = Family(small_trunk, SegmentationHead, "fan_in", head_options=("border_ring",),
                       fixed_input=False)
-FAMILY_TINY = Family(tiny_trunk, SegmentationHead, "fan_in", head_options=("border_ring",), fixed_input=False)
 
 
 def _default_init(net: nn.Module) -> None:
@@ -81,18 +70,8 @@ class SmallSegNet(_DefaultInit, SingleHeadNet):
 
 
 class SmallSegNetTwoHead(_DefaultInit, TwoHeadNet):
-    __doc__ = _doc("small VGG (5 conv, width 32-64)", "Two-head segmentation net")
+    __doc__ = _doc("small VGG (5 conv, width 32-64)", "Two-head segmentation net (Textures-3)")
     family = FAMILY_SMALL
-
-
-class TinySegNet(_DefaultInit, SingleHeadNet):
-    __doc__ = _doc("tiny VGG (5 conv, width 16-32)", "Single-head segmentation net")
-    family = FAMILY_TINY
-
-
-class TinySegNetTwoHead(_DefaultInit, TwoHeadNet):
-    __doc__ = _doc("tiny VGG (5 conv, width 16-32)", "Two-head segmentation net (Textures-3)")
-    family = FAMILY_TINY
 
 
 class SmallClusterNet(SingleHeadNet):

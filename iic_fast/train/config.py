@@ -52,7 +52,7 @@ class TrainConfig:
     n_test: int = 128  # and test mosaics of test_size
     test_size: int = 64
     # network
-    arch: str = "TinySegNetTwoHead"
+    arch: str = "SmallSegNetTwoHead"
     output_k_A: Optional[int] = 12  # None for single-head nets
     output_k_B: int = 3  # main head (two-head nets) or the single head's k
     num_sub_heads: int = 1
@@ -185,12 +185,12 @@ _CLU = dict(num_sub_heads=5, d=0)
 
 PRESETS: Dict[str, Dict[str, Any]] = {
     # --- embedded sets (no files): the defaults of a fresh machine
-    # Textures-3: TinySegNetTwoHead (A 12 / B 3), batch 16, heads alternating every step (epoch_steps 1).
-    # n_train 4096 mosaics and lr 1e-3: many distinct mosaics beat many passes over few. The tiny net's 1200
-    # steps fit in 90 % of max_minutes on a 2-core CPU, so the result does not depend on the machine's speed
-    # (a slower machine gets a shorter cosine: iic_fast/train/schedule.py). Measurements: docs/results.md
-    "textures3": dict(d=8, epoch_steps=1, eval_every=100, lr_schedule="cosine",
-                      lr=1e-3, n_train=4096, max_steps=1200, max_minutes=4.75),
+    # Textures-3: SmallSegNetTwoHead (A 12 / B 3), batch 16, heads alternating every step (epoch_steps 1).
+    # n_train 4096 mosaics and lr 1e-3: many distinct mosaics beat many passes over few. The 550 steps (~0.43 s
+    # each on 2 CPU cores) fit in 90 % of max_minutes, so the result does not depend on the machine's speed (a
+    # slower machine gets a shorter cosine: iic_fast/train/schedule.py). Measurements: docs/results.md
+    "textures3": dict(d=8, epoch_steps=1, eval_every=100, lr_schedule="cosine", lr=1e-3, n_train=4096,
+                      max_steps=550, max_minutes=4.75),
     # Digits: MNIST's schedule (B first, B x2, 5 repeats) on a small net. pairs: milder crops than the pair
     # preset's (8x8 digits fill the frame) plus +-1 pixel shifts (so a digit's position is no cue). 25 sub-heads
     # (picked by lowest loss), 100 overclusters, lamb_B 1.2 (main head's marginal-entropy weight), a 15-epoch

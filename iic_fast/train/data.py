@@ -68,7 +68,7 @@ class RunData:
 
 #: folder data: (base preset, overclustering head's multiple of k) per task; arch per task on (CPU, CUDA)
 FOLDER_BASE = {"segmentation": ("textures3", 4), "clustering": ("digits", 7)}
-FOLDER_ARCH = {"segmentation": ("TinySegNetTwoHead", "SegmentationNet10aTwoHead"),
+FOLDER_ARCH = {"segmentation": ("SmallSegNetTwoHead", "SegmentationNet10aTwoHead"),
                "clustering": ("SmallClusterNetTwoHead", "ClusterNet5gTwoHead")}
 
 
