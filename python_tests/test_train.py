@@ -329,28 +329,24 @@ def test_a_shortened_schedule_shortens_the_head_A_warm_up():
 
 
 def test_time_plan_keeps_room_for_slow_evaluations(tmp_path, monkeypatch):
-    """A fake clock: 1 s per step and 20 s per evaluation. The first plan (steps only) fits 54 steps in the
-    60 s budget; after the first evaluation the pace with evaluations and a 20 s reserve fit 7."""
+    """A fake clock: a 10 s first step (start-up), then 1 s per step and 20 s per evaluation, in a 120 s budget.
+    The pace window (steps 1-3) gives 1 s per step: 99 of the 100 steps fit. After the evaluation at step 5
+    the pace since the window's start, evaluations included, is 6 s per step and 20 s stay in reserve:
+    14 steps fit (13 if the start-up step were counted in the pace)."""
     evals = []
-
-    class Plan:  # the pace window ends at step 3 with 1 s per step
-        def __init__(self, first_step):
-            pass
-
-        def update(self, step, seconds):
-            return 1.0 if step == 3 else None
-
-    real_run = Evaluator.run
+    real_pace, real_run = schedule.Pace, Evaluator.run
     monkeypatch.setattr(Evaluator, "run", lambda self, *a: evals.append(1) or real_run(self, *a))
-    monkeypatch.setattr(Trainer, "elapsed", lambda self: self.step * 1.0 + 20.0 * len(evals))
-    monkeypatch.setattr(schedule, "Pace", Plan)
-    c = seg_config(max_steps=100, max_minutes=1.0, eval_every=5, lr_schedule="cosine")
+    monkeypatch.setattr(Trainer, "elapsed", lambda self: self.step + 10.0 * (self.step > 0) + 20.0 * len(evals))
+    monkeypatch.setattr(schedule, "Pace", lambda first_step: real_pace(first_step, skip=1, window=2))
+    c = seg_config(max_steps=100, max_minutes=2.0, eval_every=5, lr_schedule="cosine")
     summary = Trainer(c, str(tmp_path)).fit()
-    # at step 5 after its evaluation: 25 s spent (5 s per step), 60 - 25 - 20 = 15 s left: 5 + 0.9 * 15 / 5
-    assert summary["steps"] == summary["schedule_steps"] == 7 and not summary["cut_by_time"]
+    assert summary["steps"] == summary["schedule_steps"] == 14 and not summary["cut_by_time"]
     lrs = {r["step"]: r["lr"] for r in _read(tmp_path / "metrics.jsonl") if r["kind"] == "train"}
-    assert lrs[4] == pytest.approx(c.lr * 0.5 * (1 + math.cos(math.pi * 4 / 54)))  # the first plan
-    assert lrs[6] == pytest.approx(c.lr * 0.5 * (1 + math.cos(math.pi * 6 / 7)))
+    assert lrs[4] == pytest.approx(c.lr * 0.5 * (1 + math.cos(math.pi * 4 / 99)))  # the first plan
+    assert lrs[6] == pytest.approx(c.lr * 0.5 * (1 + math.cos(math.pi * 6 / 14)))
+    pace = real_pace(first_step=10, skip=2, window=4)
+    pace.update(12, 5.0)
+    assert pace.since_start(12, 5.0) is None and pace.since_start(16, 7.0) == 0.5
 
 
 def test_time_budget_lays_the_cosine_over_the_steps_that_fit(tmp_path, monkeypatch, capsys):
@@ -360,6 +356,9 @@ def test_time_budget_lays_the_cosine_over_the_steps_that_fit(tmp_path, monkeypat
 
         def update(self, step, seconds):
             return 100.0 if step == 3 else None
+
+        def since_start(self, step, seconds):  # no plans after evaluations
+            return None
 
     monkeypatch.setattr(schedule, "Pace", SlowMachine)
     c = seg_config(max_steps=20, max_minutes=10.0, eval_every=4, lr_schedule="cosine", progress=True)

@@ -186,9 +186,9 @@ _CLU = dict(num_sub_heads=5, d=0)
 PRESETS: Dict[str, Dict[str, Any]] = {
     # --- embedded sets (no files): the defaults of a fresh machine
     # Textures-3: SmallSegNetTwoHead (A 12 / B 3), batch 16, heads alternating every step (epoch_steps 1).
-    # n_train 4096 mosaics and lr 1e-3: many distinct mosaics beat many passes over few. The 550 steps (~0.43 s
-    # each on 2 CPU cores) fit in 90 % of max_minutes, so the result does not depend on the machine's speed (a
-    # slower machine gets a shorter cosine: iic_fast/train/schedule.py). Measurements: docs/results.md
+    # n_train 4096 mosaics and lr 1e-3: many distinct mosaics beat many passes over few. 550 steps (~0.5 s each
+    # on 2 CPU cores) about fill 90 % of max_minutes; a slower machine gets a shorter cosine, planned from its
+    # measured pace (iic_fast/train/schedule.py). Measurements: docs/results.md
     "textures3": dict(d=8, epoch_steps=1, eval_every=100, lr_schedule="cosine", lr=1e-3, n_train=4096,
                       max_steps=550, max_minutes=4.75),
     # Digits: MNIST's schedule (B first, B x2, 5 repeats) on a small net. pairs: milder crops than the pair

@@ -117,6 +117,13 @@ class Pace:
         """Call after every step with the step count and the elapsed seconds."""
         if step == self.start:
             self._start_seconds = seconds
-        elif step == self.end and self._start_seconds is not None:
-            return (seconds - self._start_seconds) / (self.end - self.start)
+        elif step == self.end:
+            return self.since_start(step, seconds)
         return None
+
+    def since_start(self, step: int, seconds: float) -> Optional[float]:
+        """Seconds per step from the window's start to ``step`` (the warm-up steps left out, later
+        evaluations in); None before the start."""
+        if self._start_seconds is None or step <= self.start:
+            return None
+        return (seconds - self._start_seconds) / (step - self.start)

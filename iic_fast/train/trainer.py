@@ -136,7 +136,7 @@ class Trainer:
 
         c, pos, sched = self.config, self.state.position, self.state.schedule
         self._t0 = time.time()
-        pace, start = schedule.Pace(pos.step), (pos.step, self.elapsed())
+        pace = schedule.Pace(pos.step)
         bar = tqdm(total=sched.steps or None, initial=pos.step, desc=c.preset, unit="step",
                    disable=not (c.progress and self.main), dynamic_ncols=True)
         try:
@@ -153,8 +153,9 @@ class Trainer:
                 if (c.eval_every and pos.step % c.eval_every == 0) or (epoch_ended and not c.eval_every):
                     t = self.elapsed()
                     self.evaluate_and_save()
-                    if sched.time_steps:  # the pace so far, evaluations included; the final one in reserve
-                        self._plan((self.elapsed() - start[1]) / (pos.step - start[0]), self.elapsed() - t, bar)
+                    seconds_per_step = pace.since_start(self.step, self.elapsed())  # evaluations included
+                    if sched.time_steps and seconds_per_step:  # the final evaluation's time in reserve
+                        self._plan(seconds_per_step, self.elapsed() - t, bar)
         finally:
             bar.close()
         if self.state.stats.last_eval_step != pos.step:
