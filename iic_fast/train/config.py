@@ -194,9 +194,9 @@ PRESETS: Dict[str, Dict[str, Any]] = {
     # Digits: MNIST's schedule (B first, B x2, 5 repeats) on a small net. pairs: milder crops than the pair
     # preset's (8x8 digits fill the frame) plus +-1 pixel shifts (so a digit's position is no cue). 25 sub-heads
     # (picked by lowest loss), 100 overclusters, lamb_B 1.2 (main head's marginal-entropy weight), a 15-epoch
-    # head-A warm-up (the main head starts on an overclustering trunk) and restarts of the worse half of the
-    # sub-heads at 1/3 and 2/3 of the run (fresh sub-heads on a trained trunk) make bad local optima (two
-    # digits sharing clusters) rarer. Measurements: docs/results.md
+    # head-A warm-up (the main head starts on an overclustering trunk) make bad local optima (two digits sharing
+    # clusters) rarer; restarts of the worse half of the sub-heads at 1/3 and 2/3 of the run give fresh
+    # sub-heads on a trained trunk (not yet shown to help: docs/results.md). Measurements: docs/results.md
     "digits": dict(dataset="digits", gt_k=10, arch="SmallClusterNetTwoHead", output_k_A=100, output_k_B=10,
                    num_sub_heads=25, repeats=5, batch_size=350, lr=1e-3, lamb_B=1.2, d=0, head_schedule="B_then_A",
                    head_B_epochs=2, head_A_warmup_epochs=15, subhead_restarts=[0.33, 0.66], max_steps=1500,
