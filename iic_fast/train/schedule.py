@@ -4,9 +4,9 @@ along them, and how a time budget fixes the run's length.
 A run's length is its **schedule steps**: the smaller of ``max_steps`` and the steps of ``max_epochs``,
 known before training. With ``max_minutes`` the trainer also measures its pace (wall seconds per step)
 over ``Pace.window`` steps early in the run and shortens the schedule to the steps that fit the rest of
-the budget with a margin (``fit_steps``). After every evaluation it plans again with the pace of the
-whole session so far, evaluations included, keeping the last evaluation's time in reserve for the final
-one; a plan only ever shortens the schedule. A shortened schedule also shortens the head-A warm-up in
+the budget with a margin (``fit_steps``). After every evaluation it plans again with the pace since the
+window's start (``Pace.since_start``: the start-up steps left out, evaluations in), keeping the last
+evaluation's time in reserve for the final one; a plan only ever shortens the schedule. A shortened schedule also shortens the head-A warm-up in
 proportion (``warmup_epochs``), so a slow machine still trains the main head. The cosine learning rate is laid
 over the schedule steps, so a run cut short by a slow machine still ends at lr 0 instead of being
 stopped mid-schedule; a preset that fits its steps in its budget runs the same steps on any machine
