@@ -320,10 +320,12 @@ def test_schedule_walks_passes_and_epochs_and_knows_its_length():
 def test_a_shortened_schedule_shortens_the_head_A_warm_up():
     c = clu_config(head_A_warmup_epochs=15)
     assert schedule.warmup_epochs(c, Schedule(horizon=1500, time_steps=0)) == 15  # no plan yet
-    assert schedule.warmup_epochs(c, Schedule(horizon=1500, time_steps=1500)) == 15
-    assert schedule.warmup_epochs(c, Schedule(horizon=1500, time_steps=700)) == 7  # ceil(15 * 700 / 1500)
-    assert schedule.warmup_epochs(c, Schedule(horizon=0, time_steps=700)) == 15  # no horizon to scale
-    short = Schedule(horizon=1500, time_steps=100)  # warm-up of ceil(1.0) = 1 epoch
+    assert schedule.warmup_epochs(c, Schedule(horizon=1500, time_steps=1500, first_plan=1500)) == 15
+    assert schedule.warmup_epochs(c, Schedule(horizon=1500, time_steps=700, first_plan=700)) == 7  # ceil(15 * 700 / 1500)
+    # a later plan that lengthens the schedule leaves the warm-up as the first plan made it
+    assert schedule.warmup_epochs(c, Schedule(horizon=1500, time_steps=1400, first_plan=700)) == 7
+    assert schedule.warmup_epochs(c, Schedule(horizon=0, time_steps=700, first_plan=700)) == 15  # no horizon
+    short = Schedule(horizon=1500, time_steps=100, first_plan=100)  # warm-up of ceil(1.0) = 1 epoch
     assert [schedule.head(c, Position(epoch=e), short) for e in (0, 1)] == ["A", "B"]
     assert schedule.head(c, Position(epoch=1)) == "A"  # the config's 15 epochs without a plan
 
@@ -332,7 +334,9 @@ def test_time_plan_keeps_room_for_slow_evaluations(tmp_path, monkeypatch):
     """A fake clock: a 10 s first step (start-up), then 1 s per step and 20 s per evaluation, in a 120 s budget.
     The pace window (steps 1-3) gives 1 s per step: 99 of the 100 steps fit. After the evaluation at step 5
     the pace since the window's start, evaluations included, is 6 s per step and 20 s stay in reserve:
-    14 steps fit (13 if the start-up step were counted in the pace)."""
+    14 steps fit (13 if the start-up step were counted in the pace). Later re-plans measure less time
+    per step (49 s / 9 steps at step 10: 16 fit; 74 s / 14 at step 15: 17 fit), so the run ends at 17
+    steps and 107 s."""
     evals = []
     real_pace, real_run = schedule.Pace, Evaluator.run
     monkeypatch.setattr(Evaluator, "run", lambda self, *a: evals.append(1) or real_run(self, *a))
@@ -340,10 +344,13 @@ def test_time_plan_keeps_room_for_slow_evaluations(tmp_path, monkeypatch):
     monkeypatch.setattr(schedule, "Pace", lambda first_step: real_pace(first_step, skip=1, window=2))
     c = seg_config(max_steps=100, max_minutes=2.0, eval_every=5, lr_schedule="cosine")
     summary = Trainer(c, str(tmp_path)).fit()
-    assert summary["steps"] == summary["schedule_steps"] == 14 and not summary["cut_by_time"]
+    assert summary["steps"] == summary["schedule_steps"] == 17 and not summary["cut_by_time"]
+    assert summary["train_seconds"] == 17 + 10 + 20 * 4 <= 120
     lrs = {r["step"]: r["lr"] for r in _read(tmp_path / "metrics.jsonl") if r["kind"] == "train"}
     assert lrs[4] == pytest.approx(c.lr * 0.5 * (1 + math.cos(math.pi * 4 / 99)))  # the first plan
     assert lrs[6] == pytest.approx(c.lr * 0.5 * (1 + math.cos(math.pi * 6 / 14)))
+    assert lrs[11] == pytest.approx(c.lr * 0.5 * (1 + math.cos(math.pi * 11 / 16)))  # lengthened
+    assert load_checkpoint(tmp_path / "latest.pt")["schedule"] == {"horizon": 100, "time_steps": 17, "first_plan": 99}
     pace = real_pace(first_step=10, skip=2, window=4)
     pace.update(12, 5.0)
     assert pace.since_start(12, 5.0) is None and pace.since_start(16, 7.0) == 0.5
@@ -369,6 +376,6 @@ def test_time_budget_lays_the_cosine_over_the_steps_that_fit(tmp_path, monkeypat
     assert lrs[2] == pytest.approx(c.lr * 0.5 * (1 + math.cos(math.pi * 2 / 20)))  # before the plan
     assert lrs[5] == pytest.approx(c.lr * 0.5 * (1 + math.cos(math.pi * 5 / 8)))
     assert lrs[8] == 0.0
-    assert load_checkpoint(tmp_path / "latest.pt")["schedule"] == {"horizon": 20, "time_steps": 8}
+    assert load_checkpoint(tmp_path / "latest.pt")["schedule"] == {"horizon": 20, "time_steps": 8, "first_plan": 8}
     bar = capsys.readouterr().err
     assert "8/8" in bar and "acc=" in bar and "nan" not in bar

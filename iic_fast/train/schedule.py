@@ -6,8 +6,10 @@ known before training. With ``max_minutes`` the trainer also measures its pace (
 over ``Pace.window`` steps early in the run and shortens the schedule to the steps that fit the rest of
 the budget with a margin (``fit_steps``). After every evaluation it plans again with the pace since the
 window's start (``Pace.since_start``: the start-up steps left out, evaluations in), keeping the last
-evaluation's time in reserve for the final one; a plan only ever shortens the schedule. A shortened schedule also shortens the head-A warm-up in
-proportion (``warmup_epochs``), so a slow machine still trains the main head. The cosine learning rate is laid
+evaluation's time in reserve for the final one; such a re-plan shortens or lengthens the schedule (never
+past the horizon), so a pace measured on slow early steps (the head-A warm-up's) is corrected once the
+faster steps come. The first plan also shortens the head-A warm-up in proportion (``warmup_epochs``), so
+a slow machine still trains the main head; later plans leave the warm-up as it is. The cosine learning rate is laid
 over the schedule steps, so a run cut short by a slow machine still ends at lr 0 instead of being
 stopped mid-schedule; a preset that fits its steps in its budget runs the same steps on any machine
 fast enough, so its result does not depend on the machine's speed.
@@ -27,11 +29,11 @@ MARGIN = 0.9
 
 
 def warmup_epochs(config: TrainConfig, sched: Optional[Schedule] = None) -> int:
-    """Epochs of head A alone: ``head_A_warmup_epochs``, scaled by ``time_steps / horizon`` (rounded up)
-    when a time budget planned ``sched`` shorter than its horizon."""
+    """Epochs of head A alone: ``head_A_warmup_epochs``, scaled by ``first_plan / horizon`` (rounded up)
+    when a time budget's first plan made ``sched`` shorter than its horizon."""
     w = config.head_A_warmup_epochs
-    if sched is not None and sched.horizon and 0 < sched.time_steps < sched.horizon:
-        return math.ceil(w * sched.time_steps / sched.horizon)
+    if sched is not None and sched.horizon and 0 < sched.first_plan < sched.horizon:
+        return math.ceil(w * sched.first_plan / sched.horizon)
     return w
 
 
@@ -127,3 +129,33 @@ class Pace:
         if self._start_seconds is None or step <= self.start:
             return None
         return (seconds - self._start_seconds) / (step - self.start)
+
+
+class TimePlan:
+    """The time budget's plans of ``sched`` (see the module docstring): the first at the end of the pace
+    window, then one after every evaluation. ``agree`` makes every rank plan the same length (the
+    smallest; identity on one process)."""
+
+    def __init__(self, budget_seconds: float, sched: Schedule, first_step: int,
+                 agree: Callable[[int], int] = lambda n: n) -> None:
+        self.budget_seconds, self.sched, self.agree = budget_seconds, sched, agree
+        self.pace = Pace(first_step)
+
+    def after_step(self, step: int, seconds: float) -> bool:
+        """The first plan, once the pace window is over (a resumed run keeps its plan); True when the
+        schedule's length changed."""
+        pace = self.pace.update(step, seconds)
+        return pace is not None and not self.sched.time_steps and self._plan(step, seconds, pace, 0.0)
+
+    def after_evaluation(self, step: int, seconds: float, eval_seconds: float) -> bool:
+        """A re-plan with the pace since the window's start, ``eval_seconds`` in reserve for the final
+        evaluation; True when the schedule's length changed."""
+        pace = self.pace.since_start(step, seconds)
+        return pace is not None and bool(self.sched.time_steps) and self._plan(step, seconds, pace, eval_seconds)
+
+    def _plan(self, step: int, seconds: float, pace: float, reserve: float) -> bool:
+        fit = self.agree(fit_steps(step, seconds, pace, self.budget_seconds, reserve=reserve))
+        before = self.sched.steps
+        self.sched.first_plan = self.sched.first_plan or fit
+        self.sched.time_steps = fit
+        return self.sched.steps != before

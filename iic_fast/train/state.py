@@ -23,10 +23,12 @@ class Position:
 class Schedule:
     """The run's length in steps: ``horizon`` from the step and epoch budgets (re-derived from the
     config in every session, so a resume with a larger budget goes on; 0: none) and ``time_steps``,
-    fixed once by the time budget's plan (0: no plan yet or no time budget)."""
+    the time budget's latest plan (0: no plan yet or no time budget); ``first_plan`` is the first plan's
+    steps, which fix the head-A warm-up's length (later plans must not move a warm-up already past)."""
 
     horizon: int = 0
     time_steps: int = 0
+    first_plan: int = 0
 
     @property
     def steps(self) -> int:

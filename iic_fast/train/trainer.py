@@ -136,7 +136,7 @@ class Trainer:
 
         c, pos, sched = self.config, self.state.position, self.state.schedule
         self._t0 = time.time()
-        pace = schedule.Pace(pos.step)
+        plan = schedule.TimePlan(60 * c.max_minutes, sched, pos.step, self._agree) if c.max_minutes else None
         bar = tqdm(total=sched.steps or None, initial=pos.step, desc=c.preset, unit="step",
                    disable=not (c.progress and self.main), dynamic_ncols=True)
         try:
@@ -146,16 +146,14 @@ class Trainer:
                 pos.step += 1
                 self._record(head, losses)
                 epoch_ended = schedule.advance(c, pos, self.pass_steps, sched)
-                seconds_per_step = pace.update(self.step, self.elapsed())
-                if seconds_per_step is not None and not sched.time_steps:
-                    self._plan(seconds_per_step, 0.0, bar)
+                if plan and plan.after_step(self.step, self.elapsed()):
+                    self._retotal(bar)
                 self._show(bar, head, losses)
                 if (c.eval_every and pos.step % c.eval_every == 0) or (epoch_ended and not c.eval_every):
                     t = self.elapsed()
                     self.evaluate_and_save()
-                    seconds_per_step = pace.since_start(self.step, self.elapsed())  # evaluations included
-                    if sched.time_steps and seconds_per_step:  # the final evaluation's time in reserve
-                        self._plan(seconds_per_step, self.elapsed() - t, bar)
+                    if plan and plan.after_evaluation(self.step, self.elapsed(), self.elapsed() - t):
+                        self._retotal(bar)
         finally:
             bar.close()
         if self.state.stats.last_eval_step != pos.step:
@@ -175,22 +173,17 @@ class Trainer:
             over = bool(flag)
         return not over
 
-    def _plan(self, seconds_per_step: float, reserve: float, bar: Any) -> None:
-        """Under a time budget: shortens the schedule to the steps that fit the budget at
-        ``seconds_per_step`` with ``reserve`` seconds kept for the final evaluation (see ``schedule``;
-        never lengthens it); the progress bar's total follows."""
-        c, sched = self.config, self.state.schedule
-        if not c.max_minutes:
-            return
-        fit = schedule.fit_steps(self.step, self.elapsed(), seconds_per_step, 60 * c.max_minutes, reserve=reserve)
-        if self.world > 1:  # every rank must plan the same length
-            n = torch.tensor(fit, device=self.device)
-            dist.all_reduce(n, op=dist.ReduceOp.MIN)
-            fit = int(n)
-        if sched.time_steps and fit >= sched.time_steps:
-            return
-        sched.time_steps = fit
-        bar.total = sched.steps
+    def _agree(self, steps: int) -> int:
+        """The smallest of the ranks' planned ``steps`` (every rank must plan the same length)."""
+        if self.world == 1:
+            return steps
+        n = torch.tensor(steps, device=self.device)
+        dist.all_reduce(n, op=dist.ReduceOp.MIN)
+        return int(n)
+
+    def _retotal(self, bar: Any) -> None:
+        """The progress bar's total follows a new plan of the schedule."""
+        bar.total = self.state.schedule.steps
         bar.refresh()
 
     def _show(self, bar: Any, head: str, losses: List[tuple]) -> None:
