@@ -30,7 +30,8 @@ import torch
 
 from ..models import MODELS
 from ..models.nets import TwoHeadNet
-from ..train.config import TrainConfig, preset
+from ..train.config import TrainConfig
+from ..train.presets import preset
 from .inference import _input_spec, build_network, save_run
 
 __all__ = ["read_original_config", "read_original_weights", "config_from_original", "import_original"]

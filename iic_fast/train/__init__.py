@@ -8,7 +8,8 @@ meaning of every field and ``PRESETS`` for the paper's runs.
 """
 from .checkpoint import load as load_checkpoint
 from .checkpoint import save_atomic
-from .config import PRESETS, TrainConfig, apply_overrides, preset, preset_table
+from .config import TrainConfig, apply_overrides
+from .presets import PRESETS, preset, preset_table
 from .evaluation import Evaluator
 from .steps import NonFiniteLossError
 from .evaluation import evaluate_run

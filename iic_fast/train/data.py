@@ -16,7 +16,8 @@ from torch.utils.data import DataLoader, Dataset, TensorDataset
 from .. import data as D
 from ..data import folder, registry
 from ..models import build
-from .config import TrainConfig, preset
+from .config import TrainConfig
+from .presets import preset
 
 Pairs = Union[D.SegmentationPairs, D.ClusteringPairs]
 

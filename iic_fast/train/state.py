@@ -53,6 +53,35 @@ class Stats:
     last_eval_step: int = -1
     restarts: int = 0
 
+    def add(self, head: str, losses: List[tuple]) -> None:
+        """Adds one step of ``head`` ((loss, loss_no_lamb) per sub-head) to the window's sums and, for
+        the main head "B", to the per-sub-head sums."""
+        h = len(losses)
+        w = self.window.setdefault(head, [0.0, 0.0, 0])
+        w[0] += sum(l for l, _ in losses) / h
+        w[1] += sum(ln for _, ln in losses) / h
+        w[2] += 1
+        if head == "B":
+            sums = self.subhead_sums or [0.0] * (h + 1)
+            self.subhead_sums = [s + l for s, l in zip(sums, [l for l, _ in losses] + [1.0])]
+
+    def take_window(self) -> Dict[str, float]:
+        """The window's mean losses per head ({"loss_A": ..., "loss_no_lamb_A": ..., ...}); starts a new
+        window."""
+        rec = {}
+        for head, (l, ln, n) in sorted(self.window.items()):
+            rec[f"loss_{head}"], rec[f"loss_no_lamb_{head}"] = l / n, ln / n
+        self.window = {}
+        return rec
+
+    def take_subhead_losses(self, num_sub_heads: int) -> List[float]:
+        """Mean training loss of each main-head sub-head since the last call (the label-free selection;
+        the last known values when the main head was idle, zeros before any step of it)."""
+        if self.subhead_sums:
+            self.last_losses = [s / self.subhead_sums[-1] for s in self.subhead_sums[:-1]]
+        self.subhead_sums = []
+        return self.last_losses or [0.0] * num_sub_heads
+
 
 @dataclass
 class TrainState:

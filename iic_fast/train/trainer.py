@@ -196,38 +196,19 @@ class Trainer:
 
     def _record(self, head: str, losses: List[tuple]) -> None:
         """Running sums for the train records (every ``log_every`` steps) and the sub-head selection."""
-        st, h = self.state.stats, len(losses)
-        w = st.window.setdefault(head, [0.0, 0.0, 0])
-        w[0] += sum(l for l, _ in losses) / h
-        w[1] += sum(ln for _, ln in losses) / h
-        w[2] += 1
-        if head == "B":
-            sums = st.subhead_sums or [0.0] * (h + 1)
-            st.subhead_sums = [s + l for s, l in zip(sums, [l for l, _ in losses] + [1.0])]
+        self.state.stats.add(head, losses)
         if self.step % self.config.log_every == 0:
             rec: Dict[str, Any] = {"kind": "train", "step": self.step, "epoch": self.state.position.epoch,
-                                   "lr": self.lr()}
-            for hd, (l, ln, n) in sorted(st.window.items()):
-                rec[f"loss_{hd}"], rec[f"loss_no_lamb_{hd}"] = l / n, ln / n
+                                   "lr": self.lr(), **self.state.stats.take_window()}
             if self.main:
                 self.log.append(rec)
-            st.window = {}
-
-    def _subhead_losses(self) -> List[float]:
-        """Mean training loss of each main-head sub-head since the last evaluation (label-free
-        selection; the last known values when the main head was idle, zeros before any B step)."""
-        st = self.state.stats
-        if st.subhead_sums:
-            st.last_losses = [s / st.subhead_sums[-1] for s in st.subhead_sums[:-1]]
-        st.subhead_sums = []
-        return st.last_losses or [0.0] * self.config.num_sub_heads
 
     def evaluate_and_save(self) -> Dict[str, Any]:
         """Evaluates the main head on the test data (rank 0), logs it, restarts sub-heads when a
         ``subhead_restarts`` fraction has passed, writes latest.pt (and best.pt when the selected
         sub-head's accuracy improved). Returns the eval record (empty off rank 0)."""
         st = self.state.stats
-        losses = self._subhead_losses()
+        losses = st.take_subhead_losses(self.config.num_sub_heads)
         st.last_eval_step = self.step
         passed = schedule.restarts_passed(self.config, self.step, self.state.schedule.steps)
         restart = worse_half(losses) if passed > st.restarts else []
