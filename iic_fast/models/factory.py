@@ -25,7 +25,8 @@ def build(name: str, *, in_channels: Optional[int] = None, input_sz: Optional[in
 
     Args:
         name: ClusterNet5g, ClusterNet5gTwoHead, ClusterNet6c, ClusterNet6cTwoHead,
-            SegmentationNet10a or SegmentationNet10aTwoHead.
+            SegmentationNet10a or SegmentationNet10aTwoHead (the paper's), or the CPU-sized
+            SmallSegNet(TwoHead) and SmallClusterNet(TwoHead).
         in_channels: input channels (1 grey, 2 Sobel, 4 RGBIR, 5 RGB+Sobel, ...). Required.
         input_sz: input side length (square; clustering nets size their linear heads from it).
             Required.

@@ -4,7 +4,7 @@
 >>> summary = Trainer(preset("textures3", max_steps=100), out="runs/demo").fit()   # doctest: +SKIP
 
 The command line (``iic-fast train``) wraps exactly this; see ``iic_fast.train.config`` for the
-meaning of every field and ``PRESETS`` for the paper's runs.
+meaning of every field and ``iic_fast.train.presets`` for the paper's runs and the embedded sets'.
 """
 from .checkpoint import load as load_checkpoint
 from .checkpoint import save_atomic
