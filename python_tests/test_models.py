@@ -147,6 +147,18 @@ def test_sub_heads_independent(name: str, sz: int) -> None:
     assert all(p.grad is None for p in model.head_A.parameters())
 
 
+@pytest.mark.parametrize("name,sz", [("SmallClusterNetTwoHead", 8), ("SmallSegNetTwoHead", 16)])
+def test_num_sub_heads_a(name: str, sz: int) -> None:
+    """num_sub_heads_A sizes head A alone: its output list and parameters; head B keeps num_sub_heads,
+    which the net's ``num_sub_heads`` reports (the main head's, the ones selected from)."""
+    model = build(name, **two(1, sz, 7, 4, 3), num_sub_heads_A=2)
+    x = torch.rand(2, 1, sz, sz)
+    assert len(model(x, head="A")) == 2 and len(model(x, head="B")) == 3 == model.num_sub_heads
+    default = build(name, **two(1, sz, 7, 4, 3))
+    per_a = sum(p.numel() for p in default.head_A.parameters()) // 3
+    assert sum(p.numel() for p in model.head_A.parameters()) == 2 * per_a
+
+
 @pytest.mark.parametrize("name,sz", [("ClusterNet6c", 24), ("SegmentationNet10a", 24)])
 def test_return_logits(name: str, sz: int) -> None:
     """Logits (constructor flag or forward kwarg) are consistent with the probability outputs."""
@@ -305,6 +317,8 @@ def test_errors() -> None:
         ("output_k", "SegmentationNet10a", dict(in_channels=1, input_sz=24)),
         ("output_k_A", "ClusterNet6c", dict(one(1, 24, 10), output_k_A=5)),
         ("border_ring", "ClusterNet6c", dict(one(1, 24, 10), border_ring=True)),
+        ("num_sub_heads_A", "ClusterNet6c", dict(one(1, 24, 10), num_sub_heads_A=2)),
+        ("num_sub_heads", "SmallClusterNetTwoHead", dict(two(1, 8, 20, 10, 3), num_sub_heads_A=0)),
         ("even", "SegmentationNet10a", one(1, 25, 3)),
     ]:
         with pytest.raises(ValueError, match=match):

@@ -16,7 +16,7 @@ from iic_fast.train import (PRESETS, NonFiniteLossError, Trainer, apply_override
                             save_atomic)
 from iic_fast.train import checkpoint as ck
 from iic_fast.train import schedule
-from iic_fast.train.evaluation import Evaluator
+from iic_fast.train.evaluation import Evaluator, evaluate_run
 from iic_fast.train.state import Position, Schedule, TrainState
 from iic_fast.train.steps import worse_half
 
@@ -221,6 +221,21 @@ def test_head_A_warmup_trains_head_A_alone_first(tmp_path):
         preset("digits", head_A_warmup_epochs=-1)
     with pytest.raises(ValueError, match="head_A_warmup_epochs needs a two-head net"):
         preset("stl10-iidplus", head_A_warmup_epochs=1)
+
+
+def test_num_sub_heads_A_sizes_head_A_only(tmp_path):
+    """Head A trains its own number of sub-heads; head B, the selection and a re-load of the run keep
+    num_sub_heads."""
+    trainer = Trainer(clu_config(num_sub_heads=3, num_sub_heads_A=1, max_steps=2, eval_every=2), str(tmp_path))
+    assert len(trainer.train_step("A")) == 1 and len(trainer.train_step("B")) == 3
+    summary = trainer.fit()
+    record = [r for r in _read(tmp_path / "metrics.jsonl") if r["kind"] == "eval"][-1]
+    assert len(record["subhead_losses"]) == 3
+    assert evaluate_run(str(tmp_path), "latest")["test_acc"] == summary["test_acc"]
+    with pytest.raises(ValueError, match="num_sub_heads_A"):
+        preset("digits", num_sub_heads_A=0)
+    with pytest.raises(ValueError, match="num_sub_heads_A"):
+        preset("stl10-iidplus", num_sub_heads_A=1)
 
 
 class OppositeSubheads(nn.Module):

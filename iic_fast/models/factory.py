@@ -18,7 +18,7 @@ _COMMON_OPTIONS = ("batchnorm_track", "return_logits")
 
 
 def build(name: str, *, in_channels: Optional[int] = None, input_sz: Optional[int] = None,
-          num_sub_heads: int = 1, output_k_A: Optional[int] = None,
+          num_sub_heads: int = 1, num_sub_heads_A: Optional[int] = None, output_k_A: Optional[int] = None,
           output_k_B: Optional[int] = None, output_k: Optional[int] = None,
           **options: Any) -> IICNet:
     """Build the network ``name`` (the original ``--arch`` names, listed in ``MODELS``).
@@ -31,6 +31,7 @@ def build(name: str, *, in_channels: Optional[int] = None, input_sz: Optional[in
         input_sz: input side length (square; clustering nets size their linear heads from it).
             Required.
         num_sub_heads: independent sub-heads per head (length of every output list).
+        num_sub_heads_A: two-head models only: head A's sub-heads, when not ``num_sub_heads``.
         output_k_A, output_k_B: clusters of head A (auxiliary overclustering) and head B (main);
             required for two-head models, rejected for single-head ones.
         output_k: clusters of the single head; required for single-head models only.
@@ -41,7 +42,8 @@ def build(name: str, *, in_channels: Optional[int] = None, input_sz: Optional[in
 
     Returns:
         The model; ``model(x)`` (and ``model(x, head="A"|"B")`` for two-head models) returns a list
-        of ``num_sub_heads`` tensors of shape (n, k) or, for segmentation, (n, k, H, W).
+        of ``num_sub_heads`` (head A: ``num_sub_heads_A``) tensors of shape (n, k) or, for
+        segmentation, (n, k, H, W).
 
     Raises:
         ValueError: unknown name (the message lists the choices), a missing or misplaced argument
@@ -66,5 +68,9 @@ def build(name: str, *, in_channels: Optional[int] = None, input_sz: Optional[in
     if unknown:
         raise ValueError(f"{name} does not take option(s) {unknown}; options: {list(allowed)}")
     kwargs = {arg: ks[arg] for arg in wanted}
+    if num_sub_heads_A is not None:
+        if "output_k_A" not in wanted:
+            raise ValueError(f"{name} has one head: num_sub_heads_A is for two-head models")
+        kwargs["num_sub_heads_A"] = num_sub_heads_A
     return cls(in_channels=in_channels, input_sz=input_sz, num_sub_heads=num_sub_heads,
                **kwargs, **options)

@@ -55,7 +55,7 @@ class IICNet(nn.Module):
     family: ClassVar[Family]
 
     def __init__(self, *, in_channels: int, input_sz: int, output_ks: dict[str, int],
-                 num_sub_heads: int, batchnorm_track: bool, return_logits: bool,
+                 sub_heads: dict[str, int], batchnorm_track: bool, return_logits: bool,
                  head_options: dict[str, Any]):
         super().__init__()
         fam = self.family
@@ -66,14 +66,14 @@ class IICNet(nn.Module):
         self.in_channels, self.input_sz, self.batchnorm_track = in_channels, input_sz, batchnorm_track
         self.trunk = fam.trunk(in_channels, input_sz, batchnorm_track=batchnorm_track)
         for attr, k in output_ks.items():
-            setattr(self, attr, fam.head(self.trunk.out_shape[0], k, num_sub_heads,
+            setattr(self, attr, fam.head(self.trunk.out_shape[0], k, sub_heads[attr],
                                          return_logits=return_logits, **head_options))
         init_weights(self, fam.conv_init)
 
     @property
     def num_sub_heads(self) -> int:
-        """Sub-heads per head (length of every output list)."""
-        return self._heads()[0].num_sub_heads
+        """Sub-heads of the main head (length of its output list; head A may have another count)."""
+        return self._heads()[-1].num_sub_heads
 
     def _heads(self) -> list[SubHeads]:
         return [m for m in self.children() if isinstance(m, SubHeads)]
@@ -97,7 +97,7 @@ class SingleHeadNet(IICNet):
     def __init__(self, *, in_channels: int, input_sz: int, output_k: int, num_sub_heads: int = 1,
                  batchnorm_track: bool = True, return_logits: bool = False, **head_options: Any):
         super().__init__(in_channels=in_channels, input_sz=input_sz, output_ks={"head": output_k},
-                         num_sub_heads=num_sub_heads, batchnorm_track=batchnorm_track,
+                         sub_heads={"head": num_sub_heads}, batchnorm_track=batchnorm_track,
                          return_logits=return_logits, head_options=head_options)
 
     def forward(self, x: torch.Tensor, return_logits: Optional[bool] = None) -> list[torch.Tensor]:
@@ -110,19 +110,21 @@ class SingleHeadNet(IICNet):
 
 class TwoHeadNet(IICNet):
     """Shared trunk + head A (auxiliary overclustering, ``output_k_A``) and head B (main,
-    ``output_k_B`` = k_gt), each with ``num_sub_heads`` sub-heads."""
+    ``output_k_B`` = k_gt), each with ``num_sub_heads`` sub-heads (head A: ``num_sub_heads_A`` when
+    given; the main head's sub-heads are the ones selected from, so head A may need fewer)."""
 
     def __init__(self, *, in_channels: int, input_sz: int, output_k_A: int, output_k_B: int,
-                 num_sub_heads: int = 1, batchnorm_track: bool = True, return_logits: bool = False,
-                 **head_options: Any):
+                 num_sub_heads: int = 1, num_sub_heads_A: Optional[int] = None, batchnorm_track: bool = True,
+                 return_logits: bool = False, **head_options: Any):
         super().__init__(in_channels=in_channels, input_sz=input_sz,
                          output_ks={"head_A": output_k_A, "head_B": output_k_B},
-                         num_sub_heads=num_sub_heads, batchnorm_track=batchnorm_track,
+                         sub_heads={"head_A": num_sub_heads if num_sub_heads_A is None else num_sub_heads_A,
+                                    "head_B": num_sub_heads}, batchnorm_track=batchnorm_track,
                          return_logits=return_logits, head_options=head_options)
 
     def forward(self, x: torch.Tensor, head: str = "B",
                 return_logits: Optional[bool] = None) -> list[torch.Tensor]:
-        """(n, in_channels, H, W) -> list of ``num_sub_heads`` outputs of head ``"A"`` or ``"B"``:
+        """(n, in_channels, H, W) -> list of the sub-heads' outputs of head ``"A"`` or ``"B"``:
         (n, k_head) for clustering, (n, k_head, H, W) for segmentation."""
         if head == "A":
             return self._run(x, self.head_A, return_logits)

@@ -56,6 +56,7 @@ class TrainConfig:
     output_k_A: Optional[int] = 12  # None for single-head nets
     output_k_B: int = 3  # main head (two-head nets) or the single head's k
     num_sub_heads: int = 1
+    num_sub_heads_A: Optional[int] = None  # head A's sub-heads (None: num_sub_heads); only B's are selected from
     batchnorm_track: bool = True
     border_ring: bool = False  # segmentation nets: the original head's ring of zero logits (paper presets)
     # pairs: overrides of the data package's pair preset (e.g. {"flip_p": 0.5}) and repeats
@@ -132,6 +133,8 @@ class TrainConfig:
         if (self.head_schedule == "single") == self.two_head:
             raise ValueError("head_schedule 'single' goes with output_k_A = None (single-head nets), "
                              "and only with them")
+        if self.num_sub_heads_A is not None and not (self.two_head and self.num_sub_heads_A >= 1):
+            raise ValueError(f"num_sub_heads_A must be >= 1 and needs a two-head net, got {self.num_sub_heads_A}")
         if self.head_A_warmup_epochs and not self.two_head:
             raise ValueError("head_A_warmup_epochs needs a two-head net (output_k_A set)")
         if self.lr_schedule not in LR_SCHEDULES:

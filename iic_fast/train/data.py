@@ -66,6 +66,14 @@ class RunData:
     input_sz: int
     segmentation: bool
 
+    def pair_batch(self, raw: Tuple[torch.Tensor, ...], generator: torch.Generator) -> Tuple[Optional[torch.Tensor], ...]:
+        """A training batch (images, labels[, mask]) -> (x1, x2, affine or None, mask or None): clustering
+        pairs every tf1 view with each of its ``repeats`` tf2 views."""
+        if self.segmentation:
+            return self.pairs(raw[0], raw[2], generator)
+        x1, x2s = self.pairs(raw[0], generator)
+        return torch.cat([x1] * len(x2s)), torch.cat(x2s), None, None
+
 
 #: folder data: (base preset, overclustering head's multiple of k) per task; arch per task on (CPU, CUDA)
 FOLDER_BASE = {"segmentation": ("textures3", 4), "clustering": ("digits", 7)}
@@ -166,8 +174,8 @@ def build_data(config: TrainConfig, device: torch.device, rank: int = 0, world: 
 def build_net(config: TrainConfig, data: RunData) -> torch.nn.Module:
     """The preset's network, sized for the data's input channels and size (``border_ring``: the
     original segmentation head, rejected by clustering nets)."""
-    ks = ({"output_k_A": config.output_k_A, "output_k_B": config.output_k_B} if config.two_head
-          else {"output_k": config.output_k_B})
+    ks = ({"output_k_A": config.output_k_A, "output_k_B": config.output_k_B,
+           "num_sub_heads_A": config.num_sub_heads_A} if config.two_head else {"output_k": config.output_k_B})
     ring = {"border_ring": True} if config.border_ring else {}
     return build(config.arch, in_channels=data.in_channels, input_sz=data.input_sz,
                  num_sub_heads=config.num_sub_heads, batchnorm_track=config.batchnorm_track, **ks, **ring)

@@ -98,12 +98,7 @@ class Trainer:
     def train_step(self, head: str) -> List[tuple]:
         """One optimiser step of ``head`` on the next batch; returns (loss, loss_no_lamb) per sub-head."""
         c = self.config
-        raw = self.data.streams[head].next()
-        if self.data.segmentation:
-            batch = self.data.pairs(raw[0], raw[2], self.generator)
-        else:
-            x1, x2s = self.data.pairs(raw[0], self.generator)
-            batch = (torch.cat([x1] * len(x2s)), torch.cat(x2s), None, None)
+        batch = self.data.pair_batch(self.data.streams[head].next(), self.generator)
         lamb = c.lamb_A if head == "A" else c.lamb_B
         for group in self.optimizer.param_groups:
             group["lr"] = self.lr()
