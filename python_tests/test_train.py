@@ -25,9 +25,10 @@ pytestmark = pytest.mark.filterwarnings("ignore:iic_fast. no compiled kernels")
 TINY_SEG = dict(n_train=16, n_test=4, input_size=32, batch_size=4, progress=False, log_every=1)
 # lamb_B 1.0: with the digits preset's 1.2, near-uniform outputs of a fresh net sit on a plateau of the
 # entropy-weighted loss that a dozen steps do not leave. One-step passes and 2 warm-up epochs, so that a
-# 6-step run crosses the head-A warm-up into B_then_A (A, A, B, B, A, B)
+# 6-step run crosses the head-A warm-up into B_then_A (A, A, B, B, A, B). selection_passes 0: one final record,
+# picked by the training-window loss (the evaluation-mode pick has its own test)
 TINY_CLU = dict(batch_size=40, repeats=5, num_sub_heads=2, lamb_B=1.0, epoch_steps=1, head_A_warmup_epochs=2,
-                progress=False, log_every=1)
+                selection_passes=0, progress=False, log_every=1)
 
 
 def seg_config(**kw):
@@ -273,6 +274,50 @@ def test_test_acc_is_the_lowest_loss_subheads_not_the_best_accuracy(tmp_path):
     assert losses[0] < losses[1] and accs[1] == 1.0 > accs[0]  # the stub's rankings do differ
     assert record["subhead"] == 0 and record["test_acc"] == summary["test_acc"] == accs[0]
     assert record["test_acc_best_subhead"] == 1.0
+
+
+class ModeSwapped(nn.Module):
+    """Two main-head sub-heads whose loss ranking flips with the mode: in training mode sub-head 0 is
+    confident and agrees across the views of every pair (one-hot of the position in the batch: the lowest
+    IIC loss) and sub-head 1 uniform (loss 0); in evaluation mode the other way round."""
+
+    def __init__(self, k: int) -> None:
+        super().__init__()
+        self.k = k
+        self.w = nn.Parameter(torch.zeros(()))
+
+    def forward(self, x, head="B"):
+        n, k = x.shape[0], self.k
+        sharp = F.softmax(20 * F.one_hot(torch.arange(n) % k, k).float() + 0 * self.w, dim=1)
+        flat = torch.full((n, k), 1.0 / k) + 0 * self.w
+        return [sharp, flat] if self.training else [flat, sharp]
+
+
+@pytest.mark.parametrize("passes", [0, 2])
+def test_selection_passes_pick_the_final_subhead_by_the_evaluation_mode_loss(tmp_path, passes):
+    """With selection_passes the final evaluation (a second record when the last step was already evaluated)
+    reports the sub-head of lowest evaluation-mode loss on fixed pairs (the same at every call), keeps the
+    training-window losses in the record and saves its losses for summary, load_run and evaluate_run;
+    earlier evaluations, and every evaluation without it, pick by the training-window loss."""
+    config = clu_config(head_A_warmup_epochs=0, output_k_A=10, max_steps=2, eval_every=2, subhead_restarts=[],
+                        selection_passes=passes)
+    trainer = Trainer(config, str(tmp_path), net=ModeSwapped(config.output_k_B))
+    summary = trainer.fit()
+    records = [r for r in _read(tmp_path / "metrics.jsonl") if r["kind"] == "eval"]
+    assert [r["subhead"] for r in records] == ([0, 1] if passes else [0])
+    assert [r["test_acc_selection"] for r in records] == (["lowest_loss", "lowest_eval_mode_loss"] if passes
+                                                          else ["lowest_loss"])
+    last = records[-1]
+    assert summary["test_acc_selection"] == last["test_acc_selection"]
+    state = load_checkpoint(str(tmp_path / "latest.pt"))
+    assert state["stats"]["last_losses"] == last["subhead_losses"]
+    if passes:
+        train = last["subhead_train_losses"]
+        assert train[0] < train[1] and last["subhead_losses"][1] < last["subhead_losses"][0]
+        assert trainer.evaluator.selection_losses(passes) == trainer.evaluator.selection_losses(passes)
+        assert state["stats"]["selection"] == "lowest_eval_mode_loss"
+    with pytest.raises(ValueError, match="selection_passes must be >= 0"):
+        preset("digits", selection_passes=-1)
 
 
 def test_presets_and_overrides():

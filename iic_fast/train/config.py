@@ -71,6 +71,9 @@ class TrainConfig:
     # label-free restarts: at the first evaluation past each fraction of the schedule, the worse half of the
     # main head's sub-heads (by training loss) go back to their initial weights and train afresh
     subhead_restarts: List[float] = field(default_factory=list)
+    # > 0: the final evaluation reports the sub-head of lowest IIC loss with the net in evaluation mode (as it
+    # predicts) on this many passes over the main head's training pairs, fixed augmentations; 0: training-window loss
+    selection_passes: int = 0
     # optimisation
     lr: float = 4e-4
     lr_schedule: str = "constant"  # the paper's; "cosine" decays to 0 over max_steps
@@ -149,7 +152,7 @@ class TrainConfig:
         if self.micro_batch < 0:
             raise ValueError(f"micro_batch must be >= 0, got {self.micro_batch}")
         for name in ("max_epochs", "max_steps", "epoch_steps", "eval_every", "head_A_epochs",
-                     "head_B_epochs", "head_A_warmup_epochs"):
+                     "head_B_epochs", "head_A_warmup_epochs", "selection_passes"):
             if getattr(self, name) < 0:
                 raise ValueError(f"{name} must be >= 0, got {getattr(self, name)}")
         if any(not 0 < f < 1 for f in self.subhead_restarts):

@@ -66,6 +66,11 @@ class RunData:
     input_sz: int
     segmentation: bool
 
+    @property
+    def train_main(self) -> Dataset:
+        """The main head's training images (head B's, or the single head's)."""
+        return self.streams["B"].loader.dataset
+
     def pair_batch(self, raw: Tuple[torch.Tensor, ...], generator: torch.Generator) -> Tuple[Optional[torch.Tensor], ...]:
         """A training batch (images, labels[, mask]) -> (x1, x2, affine or None, mask or None): clustering
         pairs every tf1 view with each of its ``repeats`` tf2 views."""

@@ -6,8 +6,10 @@ asserts it). Matching: Hungarian one-to-one when the head has gt_k clusters in I
 many-to-one (majority class per cluster) fit on the assignment data.
 
 ``test_acc`` is the sub-head with the lowest training loss (label-free; ``test_acc_selection`` says
-so); ``test_acc_best_subhead`` is the original's per-epoch choice, the sub-head with the highest
-accuracy on the assignment data. ``double_eval`` (the original's STL10 runs) first evaluates with the
+so): the mean loss of the evaluation interval, or at the final evaluation with ``selection_passes``
+the loss of the final weights in evaluation mode on fixed training pairs (``selection_losses``).
+``test_acc_best_subhead`` is the original's per-epoch choice, the sub-head with the highest accuracy on
+the assignment data. ``double_eval`` (the original's STL10 runs) first evaluates with the
 network in training mode: BatchNorm uses batch statistics and updates its running statistics, which
 the ordinary evaluation that follows then uses, as in the original's ``cluster_eval``.
 """
@@ -22,12 +24,17 @@ from torch import nn
 from torch.utils.data import Dataset
 
 from .. import data as D
+from ..accumulate import JointAccumulator
 from ..eval import ConfusionAccumulator, SubheadReport, apply_mapping, select_subheads
 from .checkpoint import load
 from .config import TrainConfig
 from .data import RunData, build_data, eval_loader
 from .report import plot_predictions
 from .runtime import build_model, resolve_device
+from .steps import PairNet, StepRunner
+
+#: seed of the pairs on which ``selection_losses`` scores the sub-heads (any fixed value)
+SELECTION_SEED = 20_251_201
 
 
 class Evaluator:
@@ -60,6 +67,33 @@ class Evaluator:
             self.net.train(was_training)
         return [o.argmax(1) for o in outs]
 
+    @torch.no_grad()
+    def selection_losses(self, passes: int) -> List[float]:
+        """Each main-head sub-head's IIC loss (``lamb_B``) with the network in evaluation mode, as it
+        predicts: one joint per sub-head over ``passes`` passes of the main head's training images in order,
+        their pairs drawn by a generator of fixed seed, so that every evaluation (and a re-evaluation)
+        scores the sub-heads on the same pairs. Label-free; less noisy than the training-window loss,
+        which mixes a whole evaluation interval of weights and BatchNorm's batch statistics."""
+        c = self.config
+        runner = StepRunner(PairNet(self.net, c.two_head), segmentation=self.data.segmentation, d=c.d,
+                            collapsed=c.collapsed, impl=c.impl, autocast=self.autocast)
+        generator = torch.Generator().manual_seed(SELECTION_SEED)
+        accs: List[JointAccumulator] = []
+        was_training = self.net.training
+        self.net.eval()
+        try:
+            for _ in range(passes):
+                for raw in D.device_batches(eval_loader(c, self.data.train_main), self.device):
+                    x1, x2, affine, mask = self.data.pair_batch(raw, generator)
+                    o1, o2 = runner.outputs(x1, x2, affine, "B")
+                    accs = accs or [JointAccumulator(c.d if self.data.segmentation else None, c.collapsed, c.impl)
+                                    for _ in o1]
+                    for acc, a, b in zip(accs, o1, o2):
+                        acc.add(a, b, mask=mask)
+        finally:
+            self.net.train(was_training)
+        return [float(acc.loss(c.lamb_B)[0]) for acc in accs]
+
     def confusions(self, dataset: Dataset, train_mode: bool = False) -> List[torch.Tensor]:
         """One (k_B, gt_k) confusion matrix per sub-head over ``dataset`` (``train_mode``: see predict)."""
         accs: List[ConfusionAccumulator] = []
@@ -80,10 +114,11 @@ class Evaluator:
         fit = None if same else self.confusions(self.data.assign, train_mode)
         return select_subheads(losses, test, self.match, fit)
 
-    def run(self, losses: List[float]) -> Dict[str, Any]:
-        """Metrics of the main head; ``losses`` (one per sub-head) select the reported sub-head."""
+    def run(self, losses: List[float], selection: str = "lowest_loss") -> Dict[str, Any]:
+        """Metrics of the main head; ``losses`` (one per sub-head) select the reported sub-head, and
+        ``selection`` says what they are (the record's ``test_acc_selection``)."""
         if self.config.gt_k is None:
-            return self._unlabelled(losses)
+            return self._unlabelled(losses, selection)
         double: Dict[str, Any] = {}
         if self.config.double_eval:  # first: its BatchNorm updates feed the evaluation below
             r = self._report(losses, train_mode=True)
@@ -91,19 +126,19 @@ class Evaluator:
         report = self._report(losses)
         sel = report.selected
         return {
-            "test_acc": sel.acc, "test_acc_selection": "lowest_loss", "test_acc_best_subhead": report.best.acc,
+            "test_acc": sel.acc, "test_acc_selection": selection, "test_acc_best_subhead": report.best.acc,
             **double, "nmi": sel.nmi, "ari": sel.ari,
             "miou": sel.miou, "match": sel.match, "subhead": report.by_loss, "best_subhead": report.by_acc,
             "subhead_accs": report.accs, "subhead_losses": report.losses,
             "mapping": sel.mapping.tolist(), "per_class_iou": sel.per_class_iou.tolist(),
         }
 
-    def _unlabelled(self, losses: List[float]) -> Dict[str, Any]:
+    def _unlabelled(self, losses: List[float], selection: str) -> Dict[str, Any]:
         """Data without labels (gt_k None): the lowest-loss sub-head, its loss and its cluster sizes on
         the test data (pixels or images per cluster); the accuracy keys are None."""
         confs = self.confusions(self.data.test)
         sel = select_subheads(losses, confs, "many_to_one").by_loss
-        return {"test_acc": None, "test_acc_selection": "lowest_loss", "test_acc_best_subhead": None, "nmi": None,
+        return {"test_acc": None, "test_acc_selection": selection, "test_acc_best_subhead": None, "nmi": None,
                 "ari": None, "miou": None, "match": None, "subhead": sel, "best_subhead": sel, "subhead_accs": None,
                 "subhead_losses": list(losses), "mapping": list(range(self.config.output_k_B)),
                 "per_class_iou": None, "loss": losses[sel], "cluster_sizes": confs[sel][:, 0].tolist()}
@@ -133,7 +168,8 @@ def evaluate_run(run_dir: str, checkpoint: str = "best", *, device: str = "auto"
     data = build_data(config, dev)
     model = build_model(config, data, dev)
     model.net.load_state_dict(state["net"])
-    losses = state["stats"]["last_losses"] or [0.0] * config.num_sub_heads
-    result = Evaluator(model.net, data, config, dev, model.autocast).run(losses)
+    stats = state["stats"]
+    losses = stats["last_losses"] or [0.0] * config.num_sub_heads
+    result = Evaluator(model.net, data, config, dev, model.autocast).run(losses, stats.get("selection", "lowest_loss"))
     return {"run_dir": os.path.abspath(run_dir), "checkpoint": checkpoint, "preset": config.preset,
             "step": state["position"]["step"], **result}

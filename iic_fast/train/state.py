@@ -48,6 +48,7 @@ class Stats:
     window: Dict[str, List[float]] = field(default_factory=dict)
     subhead_sums: List[float] = field(default_factory=list)
     last_losses: Optional[List[float]] = None
+    selection: str = "lowest_loss"  # what last_losses are: the training window's, or "lowest_eval_mode_loss"
     best: Dict[str, Any] = field(default_factory=lambda: {"acc": -1.0, "step": 0})
     last_acc: Optional[float] = None
     last_eval_step: int = -1
@@ -79,6 +80,7 @@ class Stats:
         the last known values when the main head was idle, zeros before any step of it)."""
         if self.subhead_sums:
             self.last_losses = [s / self.subhead_sums[-1] for s in self.subhead_sums[:-1]]
+            self.selection = "lowest_loss"
         self.subhead_sums = []
         return self.last_losses or [0.0] * num_sub_heads
 

@@ -151,8 +151,8 @@ class Trainer:
                         self._retotal(bar)
         finally:
             bar.close()
-        if self.state.stats.last_eval_step != pos.step:
-            self.evaluate_and_save()
+        if self.state.stats.last_eval_step != pos.step or c.selection_passes:
+            self.evaluate_and_save(final=True)
         return self.finish()
 
     def elapsed(self) -> float:
@@ -198,10 +198,11 @@ class Trainer:
             if self.main:
                 self.log.append(rec)
 
-    def evaluate_and_save(self) -> Dict[str, Any]:
+    def evaluate_and_save(self, final: bool = False) -> Dict[str, Any]:
         """Evaluates the main head on the test data (rank 0), logs it, restarts sub-heads when a
         ``subhead_restarts`` fraction has passed, writes latest.pt (and best.pt when the selected
-        sub-head's accuracy improved). Returns the eval record (empty off rank 0)."""
+        sub-head's accuracy improved). The ``final`` evaluation picks the sub-head by its evaluation-mode
+        loss when ``selection_passes`` asks. Returns the eval record (empty off rank 0)."""
         st = self.state.stats
         losses = st.take_subhead_losses(self.config.num_sub_heads)
         st.last_eval_step = self.step
@@ -211,9 +212,14 @@ class Trainer:
         improved = False
         if self.main:
             t = time.time()
-            result = self.evaluator.run(losses)
+            select = final and self.config.selection_passes > 0
+            if select:  # saved in the checkpoint: load_run / evaluate_run pick the same sub-head
+                st.last_losses = self.evaluator.selection_losses(self.config.selection_passes)
+                st.selection = "lowest_eval_mode_loss"
+            result = self.evaluator.run(st.last_losses or losses, st.selection)
             rec = {"kind": "eval", "step": self.step, "epoch": self.state.position.epoch,
                    "seconds": self.elapsed(), "eval_seconds": time.time() - t, **result,
+                   **({"subhead_train_losses": losses} if select else {}),
                    **({"restarted_subheads": restart} if restart else {})}
             self.log.append(rec)
             st.last_acc = result["test_acc"]
