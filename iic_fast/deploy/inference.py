@@ -269,8 +269,9 @@ def load_run(run_dir: str, checkpoint: str = "best", device: str = "auto", *, su
         run_dir: the run directory.
         checkpoint: "best" or "latest".
         device: "auto" (CUDA when present, this process's LOCAL_RANK GPU under torchrun), "cpu", "cuda:1", ...
-        subhead: main-head sub-head to use; None: the one with the lowest training loss recorded in the
-            checkpoint (0 when none was recorded).
+        subhead: main-head sub-head to use; None: the one with the lowest loss recorded in the checkpoint,
+            the run's own choice (training loss, or the evaluation-mode loss of ``selection_passes``; 0 when
+            none was recorded).
         amp: run the network in bfloat16 (float16 on GPUs without bf16); probabilities stay float32.
         max_pixels / overlap: segmentation tiling (see the module docstring).
 
