@@ -380,14 +380,19 @@ def test_schedule_walks_passes_and_epochs_and_knows_its_length():
 def test_a_shortened_schedule_shortens_the_head_A_warm_up():
     c = clu_config(head_A_warmup_epochs=15)
     assert schedule.warmup_epochs(c, Schedule(horizon=1500, time_steps=0)) == 15  # no plan yet
-    assert schedule.warmup_epochs(c, Schedule(horizon=1500, time_steps=1500, first_plan=1500)) == 15
-    assert schedule.warmup_epochs(c, Schedule(horizon=1500, time_steps=700, first_plan=700)) == 7  # ceil(15 * 700 / 1500)
-    # a later plan that lengthens the schedule leaves the warm-up as the first plan made it
-    assert schedule.warmup_epochs(c, Schedule(horizon=1500, time_steps=1400, first_plan=700)) == 7
-    assert schedule.warmup_epochs(c, Schedule(horizon=0, time_steps=700, first_plan=700)) == 15  # no horizon
-    short = Schedule(horizon=1500, time_steps=100, first_plan=100)  # warm-up of ceil(1.0) = 1 epoch
+    assert schedule.warmup_epochs(c, Schedule(horizon=1500, time_steps=1500)) == 15
+    assert schedule.warmup_epochs(c, Schedule(horizon=1500, time_steps=700)) == 7  # ceil(15 * 700 / 1500)
+    # while the warm-up runs, a later plan that lengthens the schedule lengthens it again
+    assert schedule.warmup_epochs(c, Schedule(horizon=1500, time_steps=1400)) == 14
+    assert schedule.warmup_epochs(c, Schedule(horizon=0, time_steps=700)) == 15  # no horizon
+    short = Schedule(horizon=1500, time_steps=100)  # warm-up of ceil(1.0) = 1 epoch
     assert [schedule.head(c, Position(epoch=e), short) for e in (0, 1)] == ["A", "B"]
     assert schedule.head(c, Position(epoch=1)) == "A"  # the config's 15 epochs without a plan
+    # a step past the warm-up fixes where it ended: a longer plan then leaves it there
+    pos = Position(epoch=1)
+    schedule.advance(c, pos, lambda head: 10, short)
+    short.time_steps = 1500
+    assert short.warmup_end == 1 and schedule.head(c, pos, short) == "B"
 
 
 def test_time_plan_keeps_room_for_slow_evaluations(tmp_path, monkeypatch):
@@ -410,7 +415,7 @@ def test_time_plan_keeps_room_for_slow_evaluations(tmp_path, monkeypatch):
     assert lrs[4] == pytest.approx(c.lr * 0.5 * (1 + math.cos(math.pi * 4 / 99)))  # the first plan
     assert lrs[6] == pytest.approx(c.lr * 0.5 * (1 + math.cos(math.pi * 6 / 14)))
     assert lrs[11] == pytest.approx(c.lr * 0.5 * (1 + math.cos(math.pi * 11 / 16)))  # lengthened
-    assert load_checkpoint(tmp_path / "latest.pt")["schedule"] == {"horizon": 100, "time_steps": 17, "first_plan": 99}
+    assert load_checkpoint(tmp_path / "latest.pt")["schedule"] == {"horizon": 100, "time_steps": 17, "warmup_end": 0}
     pace = real_pace(first_step=10, skip=2, window=4)
     pace.update(12, 5.0)
     assert pace.since_start(12, 5.0) is None and pace.since_start(16, 7.0) == 0.5
@@ -436,6 +441,6 @@ def test_time_budget_lays_the_cosine_over_the_steps_that_fit(tmp_path, monkeypat
     assert lrs[2] == pytest.approx(c.lr * 0.5 * (1 + math.cos(math.pi * 2 / 20)))  # before the plan
     assert lrs[5] == pytest.approx(c.lr * 0.5 * (1 + math.cos(math.pi * 5 / 8)))
     assert lrs[8] == 0.0
-    assert load_checkpoint(tmp_path / "latest.pt")["schedule"] == {"horizon": 20, "time_steps": 8, "first_plan": 8}
+    assert load_checkpoint(tmp_path / "latest.pt")["schedule"] == {"horizon": 20, "time_steps": 8, "warmup_end": 0}
     bar = capsys.readouterr().err
     assert "8/8" in bar and "acc=" in bar and "nan" not in bar

@@ -8,8 +8,10 @@ the budget with a margin (``fit_steps``). After every evaluation it plans again 
 window's start (``Pace.since_start``: the start-up steps left out, evaluations in), keeping the last
 evaluation's time in reserve for the final one; such a re-plan shortens or lengthens the schedule (never
 past the horizon), so a pace measured on slow early steps (the head-A warm-up's) is corrected once the
-faster steps come. The first plan also shortens the head-A warm-up in proportion (``warmup_epochs``), so
-a slow machine still trains the main head; later plans leave the warm-up as it is. The cosine learning rate is laid
+faster steps come. While the head-A warm-up runs, every plan sets its length in proportion
+(``warmup_epochs``), so a slow machine still trains the main head and a pace spoiled by a moment of load
+early on is corrected by the next plans; once the warm-up is over it stays where it ended
+(``Schedule.warmup_end``). The cosine learning rate is laid
 over the schedule steps, so a run cut short by a slow machine still ends at lr 0 instead of being
 stopped mid-schedule; a preset that fits its steps in its budget runs the same steps on any machine
 fast enough, so its result does not depend on the machine's speed.
@@ -29,11 +31,16 @@ MARGIN = 0.9
 
 
 def warmup_epochs(config: TrainConfig, sched: Optional[Schedule] = None) -> int:
-    """Epochs of head A alone: ``head_A_warmup_epochs``, scaled by ``first_plan / horizon`` (rounded up)
-    when a time budget's first plan made ``sched`` shorter than its horizon."""
+    """Epochs of head A alone: ``sched.warmup_end`` once the warm-up is over, before that
+    ``head_A_warmup_epochs`` scaled by the latest plan's ``steps / horizon`` (rounded up) when a time
+    budget made ``sched`` shorter than its horizon."""
     w = config.head_A_warmup_epochs
-    if sched is not None and sched.horizon and 0 < sched.first_plan < sched.horizon:
-        return math.ceil(w * sched.first_plan / sched.horizon)
+    if sched is None:
+        return w
+    if sched.warmup_end:
+        return sched.warmup_end
+    if sched.horizon and sched.steps < sched.horizon:
+        return math.ceil(w * sched.steps / sched.horizon)
     return w
 
 
@@ -58,6 +65,8 @@ def head(config: TrainConfig, pos: Position, sched: Optional[Schedule] = None) -
 def advance(config: TrainConfig, pos: Position, pass_steps: PassSteps, sched: Optional[Schedule] = None) -> bool:
     """Moves ``pos`` past one step of its pass (``pos.step`` is counted by the caller); True when the
     step ended an epoch."""
+    if sched is not None and not sched.warmup_end and pos.epoch >= warmup_epochs(config, sched):
+        sched.warmup_end = warmup_epochs(config, sched)  # over: later plans leave it where it ended
     heads = phases(config, pos.epoch, sched)
     pos.phase_step += 1
     if pos.phase_step < pass_steps(heads[pos.phase]):
@@ -156,6 +165,5 @@ class TimePlan:
     def _plan(self, step: int, seconds: float, pace: float, reserve: float) -> bool:
         fit = self.agree(fit_steps(step, seconds, pace, self.budget_seconds, reserve=reserve))
         before = self.sched.steps
-        self.sched.first_plan = self.sched.first_plan or fit
         self.sched.time_steps = fit
         return self.sched.steps != before

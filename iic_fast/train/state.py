@@ -23,12 +23,13 @@ class Position:
 class Schedule:
     """The run's length in steps: ``horizon`` from the step and epoch budgets (re-derived from the
     config in every session, so a resume with a larger budget goes on; 0: none) and ``time_steps``,
-    the time budget's latest plan (0: no plan yet or no time budget); ``first_plan`` is the first plan's
-    steps, which fix the head-A warm-up's length (later plans must not move a warm-up already past)."""
+    the time budget's latest plan (0: no plan yet or no time budget); ``warmup_end`` is the epoch at
+    which the head-A warm-up ended, fixed once the run is past it (0: not yet), so that a later plan
+    never moves a warm-up already over."""
 
     horizon: int = 0
     time_steps: int = 0
-    first_plan: int = 0
+    warmup_end: int = 0
 
     @property
     def steps(self) -> int:
