@@ -43,15 +43,12 @@ PRESETS: Dict[str, Dict[str, Any]] = {
     # measured pace (iic_fast/train/schedule.py). Measurements: docs/results.md
     "textures3": dict(d=8, epoch_steps=1, eval_every=100, lr_schedule="cosine", lr=1e-3, n_train=4096,
                       max_steps=550, max_minutes=4.75),
-    # Digits: MNIST's schedule (B first, B x2, 5 repeats) on a small net. pairs: milder crops than the pair
-    # preset's (8x8 digits fill the frame) plus +-1 pixel shifts (so a digit's position is no cue). 25 sub-heads
-    # (picked by lowest loss), 100 overclusters, lamb_B 1.2 (main head's marginal-entropy weight), a 15-epoch
-    # head-A warm-up (the main head starts on an overclustering trunk) make bad local optima (two digits sharing
-    # clusters) rarer; restarts of the worse half of the sub-heads at 1/3 and 2/3 of the run give fresh
-    # sub-heads on a trained trunk (better on each of seeds 0-4 at equal steps). Head A keeps the paper's 5
-    # sub-heads (only B's are selected from): 25 of them made its steps ~1.7x slower. The final sub-head is the
-    # one of lowest loss in evaluation mode (selection_passes), not over the last interval's changing weights.
-    # The budget leaves ~15 s of the 5 minutes for start-up and the final plots. Measurements: docs/results.md
+    # Digits: MNIST's schedule (B first, B x2, 5 repeats) on a small net; pairs: milder crops (8x8 digits fill the
+    # frame) and +-1 pixel shifts (a digit's position is no cue). Against bad local optima (two digits sharing
+    # clusters): 25 main-head sub-heads, the worse half restarted at 1/3 and 2/3 of the run and the final one picked
+    # by its evaluation-mode loss; 100 overclusters; lamb_B 1.2 (marginal-entropy weight); a 15-epoch head-A
+    # warm-up. Head A keeps the paper's 5 sub-heads (25 made its steps ~1.7x slower); the budget leaves ~15 s of
+    # 5 minutes for start-up and plots. Measurements: docs/results.md
     "digits": dict(dataset="digits", gt_k=10, arch="SmallClusterNetTwoHead", output_k_A=100, output_k_B=10,
                    num_sub_heads=25, num_sub_heads_A=5, repeats=5, batch_size=350, lr=1e-3, lamb_B=1.2, d=0,
                    head_schedule="B_then_A", head_B_epochs=2, head_A_warmup_epochs=15, subhead_restarts=[0.33, 0.66],
