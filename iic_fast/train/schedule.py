@@ -65,8 +65,10 @@ def head(config: TrainConfig, pos: Position, sched: Optional[Schedule] = None) -
 def advance(config: TrainConfig, pos: Position, pass_steps: PassSteps, sched: Optional[Schedule] = None) -> bool:
     """Moves ``pos`` past one step of its pass (``pos.step`` is counted by the caller); True when the
     step ended an epoch."""
-    if sched is not None and not sched.warmup_end and pos.epoch >= warmup_epochs(config, sched):
-        sched.warmup_end = warmup_epochs(config, sched)  # over: later plans leave it where it ended
+    if sched is not None and not sched.warmup_end:
+        warmup = warmup_epochs(config, sched)
+        if pos.epoch >= warmup:
+            sched.warmup_end = warmup  # over: later plans leave it where it ended
     heads = phases(config, pos.epoch, sched)
     pos.phase_step += 1
     if pos.phase_step < pass_steps(heads[pos.phase]):

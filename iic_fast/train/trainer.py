@@ -213,10 +213,11 @@ class Trainer:
         if self.main:
             t = time.time()
             select = final and self.config.selection_passes > 0
+            chosen = losses
             if select:  # saved in the checkpoint: load_run / evaluate_run pick the same sub-head
-                st.last_losses = self.evaluator.selection_losses(self.config.selection_passes)
+                chosen = st.last_losses = self.evaluator.selection_losses(self.config.selection_passes)
                 st.selection = "lowest_eval_mode_loss"
-            result = self.evaluator.run(st.last_losses or losses, st.selection)
+            result = self.evaluator.run(chosen, st.selection)
             rec = {"kind": "eval", "step": self.step, "epoch": self.state.position.epoch,
                    "seconds": self.elapsed(), "eval_seconds": time.time() - t, **result,
                    **({"subhead_train_losses": losses} if select else {}),
