@@ -26,9 +26,9 @@ TINY_SEG = dict(n_train=16, n_test=4, input_size=32, batch_size=4, progress=Fals
 # lamb_B 1.0: with the digits preset's 1.2, near-uniform outputs of a fresh net sit on a plateau of the
 # entropy-weighted loss that a dozen steps do not leave. One-step passes and 2 warm-up epochs, so that a
 # 6-step run crosses the head-A warm-up into B_then_A (A, A, B, B, A, B). selection_passes 0: one final record,
-# picked by the training-window loss (the evaluation-mode pick has its own test)
+# picked by the training-window loss, and one start (the evaluation-mode pick and candidates have their own tests)
 TINY_CLU = dict(batch_size=40, repeats=5, num_sub_heads=2, lamb_B=1.0, epoch_steps=1, head_A_warmup_epochs=2,
-                selection_passes=0, progress=False, log_every=1)
+                selection_passes=0, candidates=1, progress=False, log_every=1)
 
 
 def seg_config(**kw):
@@ -318,6 +318,64 @@ def test_selection_passes_pick_the_final_subhead_by_the_evaluation_mode_loss(tmp
         assert state["stats"]["selection"] == "lowest_eval_mode_loss"
     with pytest.raises(ValueError, match="selection_passes must be >= 0"):
         preset("digits", selection_passes=-1)
+
+
+def _candidates_config(**kw):
+    return clu_config(num_sub_heads=4, subhead_restarts=[0.6], max_steps=8, eval_every=2, **kw)
+
+
+def test_candidates_continue_the_lowest_loss_start_exactly(tmp_path, monkeypatch):
+    """candidates 2: each trains to the first evaluation at or past candidate_steps (step 4), the one of lowest
+    evaluation-mode loss (here candidate 1) goes on; the result is the plain run of that candidate, record for
+    record and weight for weight, its sub-head restart (step 6) back to the candidate's own initial weights. A run
+    killed in the second candidate resumes into the same result."""
+    calls = []
+
+    def scored(self, passes):  # candidate 0 scores 0.0, candidate 1 -1.0
+        calls.append(passes)
+        return [-float(len(calls) % 2 == 0)] * self.config.num_sub_heads
+
+    monkeypatch.setattr(Evaluator, "selection_losses", scored)
+    summary = Trainer(_candidates_config(candidates=2, candidate_steps=3), str(tmp_path / "run")).fit()
+    assert (summary["candidate"], summary["candidate_losses"], calls) == (1, [0.0, -1.0], [1, 1])
+    starts = [load_checkpoint(tmp_path / "run" / "candidates" / str(i) / "latest.pt") for i in (0, 1)]
+    assert [c["position"]["step"] for c in starts] == [4, 4]
+    assert not torch.equal(*(c["net"]["trunk.features.0.weight"] for c in starts))  # starts of their own
+    Trainer(_candidates_config(), str(tmp_path / "plain"), candidate=1).fit()
+    records = _time_free(_read(tmp_path / "run" / "metrics.jsonl"))
+    assert records == _time_free(_read(tmp_path / "plain" / "metrics.jsonl"))
+    assert [r["step"] for r in records if r.get("restarted_subheads")] == [6]
+    a, b = load_checkpoint(tmp_path / "run" / "latest.pt"), load_checkpoint(tmp_path / "plain" / "latest.pt")
+    assert all(torch.equal(a["net"][k], b["net"][k]) for k in a["net"])
+    assert summary["train_seconds"] > a["stats"]["seconds"] - 1e-6 > 0
+
+    calls.clear()
+    killed = Trainer(_candidates_config(candidates=2, candidate_steps=3), str(tmp_path / "part"))
+    make = killed._make_candidate
+
+    def dies_in_candidate_1(config, out, resume, index):
+        trainer = make(config, out, resume, index)
+        if index == 1:
+            step = trainer.train_step
+            trainer.train_step = lambda head: (_ for _ in ()).throw(KeyboardInterrupt) if trainer.step == 3 else step(head)
+        return trainer
+
+    killed._make_candidate = dies_in_candidate_1
+    with pytest.raises(KeyboardInterrupt):
+        killed.fit()
+    assert not (tmp_path / "part" / "latest.pt").exists()
+    done = tmp_path / "part" / "candidates" / "0" / "latest.pt"
+    written = done.stat().st_mtime_ns
+    calls.clear()
+    resumed = Trainer(_candidates_config(candidates=2, candidate_steps=3), str(tmp_path / "part"), resume=True).fit()
+    assert done.stat().st_mtime_ns == written  # the finished candidate is not trained again
+    Trainer(_candidates_config(candidates=2, candidate_steps=3), str(tmp_path / "part")).fit()
+    assert done.stat().st_mtime_ns != written  # a fresh run in the same directory starts its candidates afresh
+    assert resumed["candidate"] == 1 and _time_free(_read(tmp_path / "part" / "metrics.jsonl")) == records
+    with pytest.raises(ValueError, match="candidate_steps >= 1"):
+        clu_config(candidates=2, candidate_steps=0)
+    with pytest.raises(ValueError, match="candidates must be >= 1"):
+        clu_config(candidates=0)
 
 
 def test_presets_and_overrides():

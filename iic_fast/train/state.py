@@ -42,8 +42,8 @@ class Stats:
     """Running statistics: training seconds up to the last checkpoint (evaluations included), per-head
     loss sums of the current log window ([loss, loss_no_lamb, count]), per-sub-head loss sums of the
     main head since the last evaluation (count last), the last selection losses, the best evaluation,
-    the last accuracy (None before the first evaluation) and its step, and the ``subhead_restarts``
-    fractions passed."""
+    the last accuracy (None before the first evaluation) and its step, the ``subhead_restarts``
+    fractions passed, and with ``candidates`` the one this run continues and every candidate's loss."""
 
     seconds: float = 0.0
     window: Dict[str, List[float]] = field(default_factory=dict)
@@ -54,6 +54,8 @@ class Stats:
     last_acc: Optional[float] = None
     last_eval_step: int = -1
     restarts: int = 0
+    candidate: int = 0
+    candidate_losses: List[float] = field(default_factory=list)
 
     def add(self, head: str, losses: List[tuple]) -> None:
         """Adds one step of ``head`` ((loss, loss_no_lamb) per sub-head) to the window's sums and, for

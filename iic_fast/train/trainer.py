@@ -5,7 +5,8 @@
 
 ``fit`` is a flat loop: train one step, record it, advance the schedule (``schedule``), evaluate when
 due. Where the run stands lives in one ``TrainState`` (``state``), which a checkpoint saves and a
-resume restores along with weights, optimiser, batch streams and RNGs.
+resume restores along with weights, optimiser, batch streams and RNGs. With ``candidates`` the loop
+first continues the best of several independent starts (``candidates``).
 
 Under ``torchrun`` (WORLD_SIZE > 1) the process group is initialised from the environment, the net is
 wrapped in DistributedDataParallel, every rank trains on its slice of each global batch, and the IIC
@@ -23,6 +24,7 @@ import torch
 import torch.distributed as dist
 from torch import nn
 
+from . import candidates as cand
 from . import checkpoint as ck
 from . import schedule
 from .config import TrainConfig
@@ -44,16 +46,21 @@ class Trainer:
         out: run directory (created). ``resume=True`` continues from ``out/latest.pt``.
         net: optional prebuilt network (same call convention as ``iic_fast.models``) instead of
             ``config.arch``.
+        candidate: which of the ``candidates`` this run is (its weights and augmentations are seeded
+            with ``seed + candidates.SEED_STRIDE * candidate``; the data order stays the seed's).
     """
 
     def __init__(self, config: TrainConfig, out: str, *, resume: bool = False,
-                 net: Optional[nn.Module] = None) -> None:
+                 net: Optional[nn.Module] = None, candidate: int = 0) -> None:
         self.config = config.validate()
         self.out = out
         self.device = resolve_device(config.device)
         self.rank, self.world = init_distributed(self.device)
+        if config.candidates > 1 and self.world > 1:
+            raise ValueError("candidates > 1 runs on one process only, not under torchrun")
         self.main = self.rank == 0
-        ck.seed_everything(config.seed)
+        seed = config.seed + cand.SEED_STRIDE * candidate
+        ck.seed_everything(seed)
         self.data = build_data(config, self.device, self.rank, self.world)
         model = build_model(config, self.data, self.device, net)
         self.net = model.net
@@ -68,7 +75,7 @@ class Trainer:
         self.scaler = torch.amp.GradScaler(self.device.type) if model.amp_dtype == torch.float16 else None
         self.runner = StepRunner(self.pair_net, segmentation=self.data.segmentation, d=config.d,
                                  collapsed=config.collapsed, impl=config.impl, autocast=model.autocast)
-        self.generator = torch.Generator().manual_seed(config.seed * 1_000_003 + self.rank)
+        self.generator = torch.Generator().manual_seed(seed * 1_000_003 + self.rank)
         self.evaluator = Evaluator(self.net, self.data, config, self.device, model.autocast)
         self.state = TrainState(schedule=Schedule(horizon=schedule.horizon(config, self.pass_steps)))
         self._t0: Optional[float] = None  # wall clock at the start of this session's training time
@@ -76,8 +83,10 @@ class Trainer:
         if self.main:
             os.makedirs(out, exist_ok=True)
             write_json(os.path.join(out, "config.json"), config.to_dict())
-        if resume:
-            self.restore(ck.load(os.path.join(out, "latest.pt"), map_location=self.device))
+        self.resumed = resume  # with candidates: also of the candidates' runs
+        latest = os.path.join(out, "latest.pt")
+        if resume and (config.candidates == 1 or os.path.exists(latest)):  # else: killed among the candidates
+            self.restore(ck.load(latest, map_location=self.device))
         elif self.main and os.path.exists(self.log.path):
             os.remove(self.log.path)
 
@@ -127,15 +136,26 @@ class Trainer:
     # ------------------------------------------------------------------ loop
     def fit(self) -> Dict[str, Any]:
         """Trains until the schedule or a budget ends, evaluates, saves, and returns the summary."""
+        if self.config.candidates > 1 and not self.state.stats.candidate_losses:
+            cand.continue_best(self, cand.train_candidates(self, self._make_candidate))
+        self.train_until()
+        if self.state.stats.last_eval_step != self.step or self.config.selection_passes:
+            self.evaluate_and_save(final=True)
+        return self.finish()
+
+    def train_until(self, stop_at: Optional[int] = None, desc: Optional[str] = None) -> None:
+        """The training loop, until the schedule or a budget ends or, with ``stop_at``, until the first
+        evaluation at or past step ``stop_at`` (whose checkpoint is then where the run stands)."""
         from tqdm.auto import tqdm
 
         c, pos, sched = self.config, self.state.position, self.state.schedule
         self._t0 = time.time()
         plan = schedule.TimePlan(60 * c.max_minutes, sched, pos.step, self._agree) if c.max_minutes else None
-        bar = tqdm(total=sched.steps or None, initial=pos.step, desc=c.preset, unit="step",
+        bar = tqdm(total=stop_at or sched.steps or None, initial=pos.step, desc=desc or c.preset, unit="step",
                    disable=not (c.progress and self.main), dynamic_ncols=True)
         try:
-            while self._budget_left():
+            while self._budget_left() and not (stop_at and pos.step >= stop_at and
+                                               self.state.stats.last_eval_step == pos.step):
                 head = schedule.head(c, pos, sched)
                 losses = self.train_step(head)
                 pos.step += 1
@@ -151,9 +171,10 @@ class Trainer:
                         self._retotal(bar)
         finally:
             bar.close()
-        if self.state.stats.last_eval_step != pos.step or c.selection_passes:
-            self.evaluate_and_save(final=True)
-        return self.finish()
+
+    @staticmethod
+    def _make_candidate(config: TrainConfig, out: str, resume: bool, index: int) -> "Trainer":
+        return Trainer(config, out, resume=resume, candidate=index)
 
     def elapsed(self) -> float:
         """Wall seconds of training so far, evaluations included, over every resumed session."""
@@ -254,8 +275,9 @@ class Trainer:
 
     # ------------------------------------------------------------------ state
     def checkpoint(self) -> Dict[str, Any]:
-        """Everything needed to continue exactly: weights, optimiser, batch streams, RNGs and the
-        TrainState (its parts "position", "schedule", "stats" at the top level)."""
+        """Everything needed to continue exactly: weights, optimiser, batch streams, RNGs, the main head's
+        initial weights (for ``subhead_restarts``) and the TrainState (its parts "position", "schedule",
+        "stats" at the top level)."""
         if self._t0 is not None:  # fold this session's time into the state
             now = time.time()
             self.state.stats.seconds += now - self._t0
@@ -265,7 +287,8 @@ class Trainer:
             "optimizer": self.optimizer.state_dict(),
             "scaler": self.scaler.state_dict() if self.scaler is not None else None,
             "streams": {h: s.state() for h, s in self.data.streams.items()},
-            "rng": ck.rng_state(self.generator), **self.state.to_dict(),
+            "rng": ck.rng_state(self.generator), "initial_main_head": self._initial_main_head,
+            **self.state.to_dict(),
         }
 
     def restore(self, ckpt: Dict[str, Any]) -> None:
@@ -277,6 +300,7 @@ class Trainer:
         for h, s in ckpt["streams"].items():
             self.data.streams[h].load_state(s)
         ck.set_rng_state(ckpt["rng"], self.generator)
+        self._initial_main_head = ckpt.get("initial_main_head", self._initial_main_head)  # a candidate's own
         horizon = self.state.schedule.horizon  # of this session's config
         self.state = TrainState.from_dict(ckpt)
         self.state.schedule.horizon = horizon
@@ -300,6 +324,7 @@ class Trainer:
             "schedule_steps": steps, "cut_by_time": bool(steps and self.step < steps),
             "seed": c.seed, "device": str(self.device), "world_size": self.world,
             "run_dir": os.path.abspath(self.out),
+            **({"candidate": st.candidate, "candidate_losses": st.candidate_losses} if c.candidates > 1 else {}),
         }
         write_json(os.path.join(self.out, "summary.json"), summary)
         plot_curves(records, os.path.join(self.out, "plots.png"), f"{c.preset} (seed {c.seed})")

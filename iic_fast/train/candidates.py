@@ -1,0 +1,79 @@
+"""Several independent starts, the best one continued: IIC's answer to a bad start, as k-means' ``n_init``.
+
+A run whose trunk settles early in a poor local optimum (two digits sharing a cluster) stays there: the
+main head's sub-heads share the trunk's merge, so neither sub-head selection nor sub-head restarts undo it.
+With ``candidates`` n > 1 a run first trains n candidates for ``candidate_steps`` steps each (to the first
+evaluation at or past them), each a run of its own in ``RUN_DIR/candidates/<i>`` with its own initial
+weights and augmentations (seed ``seed + SEED_STRIDE * i``; the data order is the run's); candidate 0 is the
+plain run of the seed. The candidate whose main head has the lowest IIC loss in evaluation mode
+(``Evaluator.selection_losses``, no labels) then goes on to the end of the schedule in ``RUN_DIR``, exactly
+as a resume would continue it. The candidates train without a time plan; their time counts against
+``max_minutes``, and the continuation's plan fits the rest of the run in what is left.
+
+A killed run resumes where it was: in the candidate it was training, or after the choice.
+"""
+from __future__ import annotations
+
+import os
+import shutil
+from dataclasses import dataclass
+from typing import Any, Callable, List
+
+from . import checkpoint as ck
+from .config import TrainConfig
+
+#: candidate i trains from the seed ``seed + SEED_STRIDE * i`` (a prime, so runs of nearby seeds do not share one)
+SEED_STRIDE = 7919
+
+#: (config, run directory, resume, candidate index) -> a Trainer
+MakeTrainer = Callable[[TrainConfig, str, bool, int], Any]
+
+
+@dataclass
+class Choice:
+    """The candidate chosen (``index``, its run directory), every candidate's loss, and the seconds all
+    candidates took together (their training, evaluations and scoring)."""
+
+    index: int
+    losses: List[float]
+    seconds: float
+    run_dir: str
+
+
+def candidate_dir(out: str, index: int) -> str:
+    """Run directory of candidate ``index`` of the run in ``out``."""
+    return os.path.join(out, "candidates", str(index))
+
+
+def train_candidates(run: Any, make: MakeTrainer) -> Choice:
+    """Trains every candidate of the Trainer ``run`` up to its stop (resuming those a resumed run has
+    begun), scores each by the lowest evaluation-mode loss of its main head's sub-heads, and returns the
+    choice (the lowest; ties: the first)."""
+    config, out = run.config, run.out
+    child = TrainConfig.from_dict({**config.to_dict(), "candidates": 1, "max_minutes": 0.0})
+    passes = max(1, config.selection_passes)
+    losses: List[float] = []
+    seconds = 0.0
+    for index in range(config.candidates):
+        run_dir = candidate_dir(out, index)
+        trainer = make(child, run_dir, run.resumed and os.path.exists(os.path.join(run_dir, "latest.pt")), index)
+        trainer.train_until(config.candidate_steps, desc=f"{config.preset} candidate {index + 1}/{config.candidates}")
+        losses.append(min(trainer.evaluator.selection_losses(passes)))
+        seconds += trainer.elapsed()
+    best = min(range(len(losses)), key=lambda i: (losses[i], i))
+    return Choice(best, losses, seconds, candidate_dir(out, best))
+
+
+def continue_best(trainer: Any, choice: Choice) -> None:
+    """``trainer`` (the run's own) takes over the chosen candidate: its checkpoint (the time: all the
+    candidates'), metrics log and best checkpoint, saved in the run's directory so that a resume goes on from
+    there."""
+    ckpt = ck.load(os.path.join(choice.run_dir, "latest.pt"), map_location=trainer.device)
+    ckpt["stats"].update(seconds=choice.seconds, candidate=choice.index, candidate_losses=choice.losses)
+    if trainer.main:
+        shutil.copyfile(os.path.join(choice.run_dir, "metrics.jsonl"), trainer.log.path)
+    trainer.restore(ckpt)
+    if trainer.main:
+        best = ck.load(os.path.join(choice.run_dir, "best.pt"), map_location=trainer.device)
+        ck.save_atomic({**best, "config": trainer.config.to_dict()}, os.path.join(trainer.out, "best.pt"))
+        ck.save_atomic(trainer.checkpoint(), os.path.join(trainer.out, "latest.pt"))
