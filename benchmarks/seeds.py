@@ -9,7 +9,8 @@
 Each seed is one ``iic-fast train --preset NAME --seed S --no-progress`` in its own process (fresh
 interpreter, ``--threads`` CPU threads) into a temporary run directory. Writes
 ``<out>/<date>_<device>_seeds_<preset>.json`` (per seed: final test accuracy, the best-accuracy sub-head's,
-the selected sub-head's training loss (does a lower loss mark a better run?), steps run and scheduled,
+the selected sub-head's training loss (does a lower loss mark a better run?), with ``candidates`` the one
+chosen and every candidate's loss, steps run and scheduled,
 whether the time budget cut the run, training and wall seconds, the load average before and after; the
 spread over seeds; the metadata of benchmarks/_meta.py) and a PNG of the spread next to it. The machine's load is part of every wall time: read the ``loadavg`` fields (``--jobs`` > 1
 runs share the machine's cores, which is load too). On a machine shared with other work, OpenMP threads
@@ -72,7 +73,8 @@ def run_seed(preset: str, seed: int, threads: int, device: str, overrides: List[
             "loss": last["subhead_losses"][last["subhead"]],
             "steps": s["steps"], "schedule_steps": s.get("schedule_steps"), "cut_by_time": s.get("cut_by_time"),
             "train_seconds": s["train_seconds"], "wall_seconds": round(wall, 2),
-            "loadavg_1min_before": load_before, "loadavg_1min_after": os.getloadavg()[0]}
+            "loadavg_1min_before": load_before, "loadavg_1min_after": os.getloadavg()[0],
+            **{k: s[k] for k in ("candidate", "candidate_losses") if k in s}}
 
 
 def spread(rows: List[dict]) -> dict:
