@@ -55,11 +55,7 @@ class SubHeads(nn.Module):
         ``return_logits`` (None: the constructor's setting) returns logits instead of probabilities.
         """
         as_logits = self.return_logits if return_logits is None else return_logits
-        return [self._finish(logits, out_size, as_logits) for logits in self._logits(x)]
-
-    def _logits(self, x: torch.Tensor) -> Sequence[torch.Tensor]:
-        """One logits tensor per sub-head."""
-        return [head(x) for head in self.heads]
+        return [self._finish(head(x), out_size, as_logits) for head in self.heads]
 
 
 class ClusterHead(SubHeads):
@@ -72,13 +68,6 @@ class ClusterHead(SubHeads):
                  return_logits: bool = False):
         super().__init__([nn.Linear(in_features, output_k) for _ in range(num_sub_heads)],
                          output_k, return_logits)
-
-    def _logits(self, x: torch.Tensor) -> Sequence[torch.Tensor]:
-        # one GEMM for all sub-heads, their parameters kept apart (the original's keys); a sub-head whose
-        # output gets no gradient gets a zero gradient instead of none
-        weight = torch.cat([head[0].weight for head in self.heads])
-        bias = torch.cat([head[0].bias for head in self.heads])
-        return F.linear(x, weight, bias).split(self.output_k, dim=1)
 
     def _finish(self, logits: torch.Tensor, out_size: Optional[Sequence[int]],
                 return_logits: bool) -> torch.Tensor:

@@ -46,6 +46,16 @@ def amp_dtype(amp: str, device: torch.device) -> Optional[torch.dtype]:
     return {"off": None, "bf16": torch.bfloat16, "fp16": torch.float16}[amp]
 
 
+def reduce_over_ranks(value: float, op: "dist.ReduceOp", device: torch.device) -> float:
+    """``value`` reduced by ``op`` (e.g. ``dist.ReduceOp.MIN``) over the ranks of the process group;
+    ``value`` itself on one process."""
+    if not (dist.is_available() and dist.is_initialized()):
+        return value
+    t = torch.tensor(float(value), device=device)
+    dist.all_reduce(t, op=op)
+    return float(t)
+
+
 def autocast_factory(dtype: Optional[torch.dtype], device: torch.device) -> Autocast:
     """A zero-argument factory of the autocast context for the network's forward passes (the IIC
     loss always runs in fp32: the heads return fp32 probabilities)."""

@@ -31,7 +31,7 @@ from .config import TrainConfig
 from .data import build_data
 from .evaluation import Evaluator
 from .report import plot_curves, write_json
-from .runtime import build_model, init_distributed, resolve_device
+from .runtime import build_model, init_distributed, reduce_over_ranks, resolve_device
 from .state import Schedule, TrainState
 from .steps import NonFiniteLossError, PairNet, StepRunner, restart_subheads, worse_half
 from .tensorboard import metrics_log
@@ -183,19 +183,11 @@ class Trainer:
     def _budget_left(self) -> bool:
         c, steps = self.config, self.state.schedule.steps
         over = bool((steps and self.step >= steps) or (c.max_minutes and self.elapsed() >= 60 * c.max_minutes))
-        if self.world > 1:  # time budgets differ per rank: stop together
-            flag = torch.tensor(float(over), device=self.device)
-            dist.all_reduce(flag, op=dist.ReduceOp.MAX)
-            over = bool(flag)
-        return not over
+        return not reduce_over_ranks(over, dist.ReduceOp.MAX, self.device)  # time differs per rank: stop together
 
     def _agree(self, steps: int) -> int:
         """The smallest of the ranks' planned ``steps`` (every rank must plan the same length)."""
-        if self.world == 1:
-            return steps
-        n = torch.tensor(steps, device=self.device)
-        dist.all_reduce(n, op=dist.ReduceOp.MIN)
-        return int(n)
+        return int(reduce_over_ranks(steps, dist.ReduceOp.MIN, self.device))
 
     def _retotal(self, bar: Any) -> None:
         """The progress bar's total follows a new plan of the schedule."""
