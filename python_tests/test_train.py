@@ -453,6 +453,19 @@ def test_a_shortened_schedule_shortens_the_head_A_warm_up():
     assert short.warmup_end == 1 and schedule.head(c, pos, short) == "B"
 
 
+def test_restart_fractions_follow_the_longest_plan():
+    """Sub-head restarts sit at fractions of the horizon, or of the longest plan when the machine is too slow
+    for the horizon: a brief pessimistic re-plan (a moment of load) does not move a restart earlier."""
+    c = clu_config(subhead_restarts=[0.33, 0.66])
+    sched = Schedule(horizon=1500)  # no plan yet: the horizon
+    assert [schedule.restarts_passed(c, s, sched) for s in (494, 495, 989, 990)] == [0, 1, 1, 2]
+    sched.time_steps = sched.longest_plan = 1600
+    sched.time_steps = 1380  # a brief dip
+    assert [schedule.restarts_passed(c, s, sched) for s in (456, 494, 495, 990)] == [0, 0, 1, 2]
+    slow = Schedule(horizon=1500, time_steps=900, longest_plan=900)  # fractions of the run it can afford
+    assert [schedule.restarts_passed(c, s, slow) for s in (296, 297, 594, 900)] == [0, 1, 2, 0]  # none at its end
+
+
 def test_time_plan_keeps_room_for_slow_evaluations(tmp_path, monkeypatch):
     """A fake clock: a 10 s first step (start-up), then 1 s per step and 20 s per evaluation, in a 120 s budget.
     The pace window (steps 1-3) gives 1 s per step: 99 of the 100 steps fit. After the evaluation at step 5
@@ -473,7 +486,8 @@ def test_time_plan_keeps_room_for_slow_evaluations(tmp_path, monkeypatch):
     assert lrs[4] == pytest.approx(c.lr * 0.5 * (1 + math.cos(math.pi * 4 / 99)))  # the first plan
     assert lrs[6] == pytest.approx(c.lr * 0.5 * (1 + math.cos(math.pi * 6 / 14)))
     assert lrs[11] == pytest.approx(c.lr * 0.5 * (1 + math.cos(math.pi * 11 / 16)))  # lengthened
-    assert load_checkpoint(tmp_path / "latest.pt")["schedule"] == {"horizon": 100, "time_steps": 17, "warmup_end": 0}
+    assert load_checkpoint(tmp_path / "latest.pt")["schedule"] == {"horizon": 100, "time_steps": 17, "warmup_end": 0,
+                                                                   "longest_plan": 99}
     pace = real_pace(first_step=10, skip=2, window=4)
     pace.update(12, 5.0)
     assert pace.since_start(12, 5.0) is None and pace.since_start(16, 7.0) == 0.5
@@ -499,6 +513,7 @@ def test_time_budget_lays_the_cosine_over_the_steps_that_fit(tmp_path, monkeypat
     assert lrs[2] == pytest.approx(c.lr * 0.5 * (1 + math.cos(math.pi * 2 / 20)))  # before the plan
     assert lrs[5] == pytest.approx(c.lr * 0.5 * (1 + math.cos(math.pi * 5 / 8)))
     assert lrs[8] == 0.0
-    assert load_checkpoint(tmp_path / "latest.pt")["schedule"] == {"horizon": 20, "time_steps": 8, "warmup_end": 0}
+    assert load_checkpoint(tmp_path / "latest.pt")["schedule"] == {"horizon": 20, "time_steps": 8, "warmup_end": 0,
+                                                                   "longest_plan": 8}
     bar = capsys.readouterr().err
     assert "8/8" in bar and "acc=" in bar and "nan" not in bar

@@ -68,8 +68,9 @@ class TrainConfig:
     impl: str = "auto"
     lamb_A: float = 1.0
     lamb_B: float = 1.0
-    # label-free restarts: at the first evaluation past each fraction of the schedule, the worse half of the
-    # main head's sub-heads (by training loss) go back to their initial weights and train afresh
+    # label-free restarts: at the first evaluation past each fraction of the schedule (its horizon, or the longest
+    # time plan when shorter), the worse half of the main head's sub-heads (by training loss) go back to their
+    # initial weights and train afresh
     subhead_restarts: List[float] = field(default_factory=list)
     # > 0: the final evaluation reports the sub-head of lowest IIC loss with the net in evaluation mode (as it
     # predicts) on this many passes over the main head's training pairs, fixed augmentations; 0: training-window loss

@@ -99,12 +99,12 @@ def lr_factor(config: TrainConfig, step: int, steps: int) -> float:
     return 1.0
 
 
-def restarts_passed(config: TrainConfig, step: int, steps: int) -> int:
-    """How many ``subhead_restarts`` fractions of the ``steps``-step schedule lie at or before ``step``
-    (0 without a schedule length, and at its end, where a restart would be wasted)."""
-    if not steps or step >= steps:
+def restarts_passed(config: TrainConfig, step: int, sched: Schedule) -> int:
+    """How many ``subhead_restarts`` fractions of ``sched.restart_steps`` lie at or before ``step`` (0
+    without a schedule length, and at the schedule's end, where a restart would be wasted)."""
+    if not sched.steps or step >= sched.steps:
         return 0
-    return sum(step >= f * steps for f in config.subhead_restarts)
+    return sum(step >= f * sched.restart_steps for f in config.subhead_restarts)
 
 
 def fit_steps(step: int, seconds: float, pace: float, budget_seconds: float, margin: float = MARGIN,
@@ -168,4 +168,5 @@ class TimePlan:
         fit = self.agree(fit_steps(step, seconds, pace, self.budget_seconds, reserve=reserve))
         before = self.sched.steps
         self.sched.time_steps = fit
+        self.sched.longest_plan = max(self.sched.longest_plan, fit)
         return self.sched.steps != before

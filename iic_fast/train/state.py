@@ -25,16 +25,24 @@ class Schedule:
     config in every session, so a resume with a larger budget goes on; 0: none) and ``time_steps``,
     the time budget's latest plan (0: no plan yet or no time budget); ``warmup_end`` is the epoch at
     which the head-A warm-up ended, fixed once the run is past it (0: not yet), so that a later plan
-    never moves a warm-up already over."""
+    never moves a warm-up already over; ``longest_plan`` the longest plan so far (0: none)."""
 
     horizon: int = 0
     time_steps: int = 0
     warmup_end: int = 0
+    longest_plan: int = 0
 
     @property
     def steps(self) -> int:
         """The schedule's length: the smaller of ``horizon`` and ``time_steps`` that are set (0: none)."""
         return min((n for n in (self.horizon, self.time_steps) if n), default=0)
+
+    @property
+    def restart_steps(self) -> int:
+        """The length that ``subhead_restarts`` fractions refer to: the smaller of ``horizon`` and
+        ``longest_plan`` that are set, so that a brief pessimistic re-plan (a moment of load) does not move a
+        restart earlier, while a machine too slow for the horizon still restarts within its run."""
+        return min((n for n in (self.horizon, self.longest_plan) if n), default=0)
 
 
 @dataclass
