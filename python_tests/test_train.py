@@ -43,6 +43,19 @@ def _time_free(records):
     return [{k: v for k, v in r.items() if k not in ("seconds", "eval_seconds")} for r in records]
 
 
+def _kill_after(trainer, steps):
+    """Makes ``trainer`` die (KeyboardInterrupt) when it is about to take the step after ``steps``."""
+    step = trainer.train_step
+
+    def dies(head):
+        if trainer.step == steps:
+            raise KeyboardInterrupt("killed")
+        return step(head)
+
+    trainer.train_step = dies
+    return trainer
+
+
 def _read(path):
     with open(path) as f:
         return [json.loads(line) for line in f]
@@ -72,15 +85,7 @@ def test_fit_writes_run_dir_and_summary(tmp_path):
 def test_resume_reproduces_the_uninterrupted_run(tmp_path, make):
     full, part = tmp_path / "full", tmp_path / "part"
     Trainer(make(max_steps=6, eval_every=3), str(full)).fit()
-    killed = Trainer(make(max_steps=6, eval_every=3), str(part))
-    step = killed.train_step
-
-    def dies_at_step_5(head):
-        if killed.step == 4:  # after the checkpoint at step 3 and one more logged step
-            raise KeyboardInterrupt("killed")
-        return step(head)
-
-    killed.train_step = dies_at_step_5
+    killed = _kill_after(Trainer(make(max_steps=6, eval_every=3), str(part)), 4)  # past the checkpoint at 3
     with pytest.raises(KeyboardInterrupt):
         killed.fit()
     Trainer(make(max_steps=6, eval_every=3), str(part), resume=True).fit()
@@ -102,15 +107,7 @@ def test_subhead_restarts_reset_the_worse_half_before_the_checkpoint(tmp_path):
     assert [r["step"] for r in evals] == [3, 6] and "restarted_subheads" not in evals[1]
     restarted = evals[0]["restarted_subheads"]
     assert restarted == worse_half(evals[0]["subhead_losses"]) and len(restarted) == 2
-    killed = Trainer(make(), str(tmp_path / "part"))
-    step = killed.train_step
-
-    def dies_at_step_5(head):
-        if killed.step == 4:
-            raise KeyboardInterrupt("killed")
-        return step(head)
-
-    killed.train_step = dies_at_step_5
+    killed = _kill_after(Trainer(make(), str(tmp_path / "part")), 4)
     with pytest.raises(KeyboardInterrupt):
         killed.fit()
     at_3 = load_checkpoint(tmp_path / "part" / "latest.pt")
@@ -355,10 +352,7 @@ def test_candidates_continue_the_lowest_loss_start_exactly(tmp_path, monkeypatch
 
     def dies_in_candidate_1(config, out, resume, index):
         trainer = make(config, out, resume, index)
-        if index == 1:
-            step = trainer.train_step
-            trainer.train_step = lambda head: (_ for _ in ()).throw(KeyboardInterrupt) if trainer.step == 3 else step(head)
-        return trainer
+        return _kill_after(trainer, 3) if index == 1 else trainer
 
     killed._make_candidate = dies_in_candidate_1
     with pytest.raises(KeyboardInterrupt):
