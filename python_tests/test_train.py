@@ -28,7 +28,7 @@ TINY_SEG = dict(n_train=16, n_test=4, input_size=32, batch_size=4, progress=Fals
 # 6-step run crosses the head-A warm-up into B_then_A (A, A, B, B, A, B). selection_passes 0: one final record,
 # picked by the training-window loss (the evaluation-mode pick has its own test)
 TINY_CLU = dict(batch_size=40, repeats=5, num_sub_heads=2, lamb_B=1.0, epoch_steps=1, head_A_warmup_epochs=2,
-                selection_passes=0, progress=False, log_every=1)
+                selection_passes=0, candidates=1, progress=False, log_every=1)
 
 
 def seg_config(**kw):
@@ -318,7 +318,7 @@ def test_selection_passes_pick_the_final_subhead_by_the_evaluation_mode_loss(tmp
 
 
 def _candidates_config(**kw):
-    return clu_config(num_sub_heads=4, subhead_restarts=[0.6], max_steps=8, eval_every=2, **kw)
+    return clu_config(**{"num_sub_heads": 4, "subhead_restarts": [0.6], "max_steps": 8, "eval_every": 2, **kw})
 
 
 def test_candidates_continue_the_lowest_loss_start_exactly(tmp_path, monkeypatch):
@@ -366,10 +366,49 @@ def test_candidates_continue_the_lowest_loss_start_exactly(tmp_path, monkeypatch
     Trainer(_candidates_config(candidates=2, candidate_steps=3), str(tmp_path / "part")).fit()
     assert done.stat().st_mtime_ns != written  # a fresh run in the same directory starts its candidates afresh
     assert resumed["candidate"] == 1 and _time_free(_read(tmp_path / "part" / "metrics.jsonl")) == records
-    with pytest.raises(ValueError, match="candidate_steps >= 1"):
-        clu_config(candidates=2, candidate_steps=0)
     with pytest.raises(ValueError, match="candidates must be >= 1"):
         clu_config(candidates=0)
+
+
+def test_whole_run_candidates_the_lowest_loss_run_is_the_result(tmp_path, monkeypatch):
+    """candidate_steps 0: every candidate is a whole run (its final evaluation at step 8 included) in its share of
+    max_minutes, and the run's result is the one of lowest evaluation-mode loss (candidate 1), record for record
+    and weight for weight that candidate's plain run, with no evaluation added. A run killed in candidate 1
+    resumes into the same result without touching the finished candidate 0."""
+    calls = []
+
+    def scored(self, passes):  # candidate 0 scores 0.0, candidate 1 -1.0
+        calls.append(passes)
+        return [-float(len(calls) % 2 == 0)] * self.config.num_sub_heads
+
+    monkeypatch.setattr(Evaluator, "selection_losses", scored)
+    config = _candidates_config(candidates=2, candidate_steps=0, max_minutes=3.0, eval_every=3)  # last at 6
+    summary = Trainer(config, str(tmp_path / "run")).fit()
+    assert (summary["candidate"], summary["candidate_losses"], summary["steps"]) == (1, [0.0, -1.0], 8)
+    for i in (0, 1):
+        run = tmp_path / "run" / "candidates" / str(i)
+        assert json.loads((run / "config.json").read_text())["max_minutes"] == 1.5
+        assert load_checkpoint(run / "latest.pt")["stats"]["final_step"] == 8
+    Trainer(_candidates_config(eval_every=3), str(tmp_path / "plain"), candidate=1).fit()
+    records = _time_free(_read(tmp_path / "run" / "metrics.jsonl"))
+    assert records == _time_free(_read(tmp_path / "plain" / "metrics.jsonl"))
+    assert [r["step"] for r in records if r["kind"] == "eval"] == [3, 6, 8]
+    a, b = load_checkpoint(tmp_path / "run" / "latest.pt"), load_checkpoint(tmp_path / "plain" / "latest.pt")
+    assert all(torch.equal(a["net"][k], b["net"][k]) for k in a["net"])
+
+    calls.clear()
+    killed = Trainer(config, str(tmp_path / "part"))
+    make = killed._make_candidate
+    killed._make_candidate = lambda c, out, resume, i: (_kill_after(make(c, out, resume, i), 3) if i == 1
+                                                       else make(c, out, resume, i))
+    with pytest.raises(KeyboardInterrupt):
+        killed.fit()
+    done = tmp_path / "part" / "candidates" / "0" / "latest.pt"
+    written = done.stat().st_mtime_ns
+    calls.clear()
+    resumed = Trainer(config, str(tmp_path / "part"), resume=True).fit()
+    assert done.stat().st_mtime_ns == written and resumed["candidate"] == 1
+    assert _time_free(_read(tmp_path / "part" / "metrics.jsonl")) == records
 
 
 def test_presets_and_overrides():

@@ -3,12 +3,14 @@
 A run whose trunk settles early in a poor local optimum (two digits sharing a cluster) stays there: the
 main head's sub-heads share the trunk's merge, so neither sub-head selection nor sub-head restarts undo it.
 With ``candidates`` n > 1 a run first trains n candidates for ``candidate_steps`` steps each (to the first
-evaluation at or past them), each a run of its own in ``RUN_DIR/candidates/<i>`` with its own initial
+evaluation at or past them; 0: the whole schedule, each in 1/n of ``max_minutes``), each a run of its own in ``RUN_DIR/candidates/<i>`` with its own initial
 weights and augmentations (seed ``seed + SEED_STRIDE * i``; the data order is the run's); candidate 0 is the
 plain run of the seed. The candidate whose main head has the lowest IIC loss in evaluation mode
 (``Evaluator.selection_losses``, no labels) then goes on to the end of the schedule in ``RUN_DIR``, exactly
-as a resume would continue it. The candidates train without a time plan; their time counts against
-``max_minutes``, and the continuation's plan fits the rest of the run in what is left.
+as a resume would continue it. Stopped at ``candidate_steps``, the candidates train without a time plan;
+their time counts against ``max_minutes``, and the continuation's plan fits the rest of the run in what is left.
+Whole-run candidates (``candidate_steps`` 0) each plan their schedule in their share of the budget, and end with
+their final evaluation; the chosen one is then the run's result as it stands.
 
 A killed run resumes where it was: in the candidate it was training, or after the choice.
 """
@@ -50,14 +52,19 @@ def train_candidates(run: Any, make: MakeTrainer) -> Choice:
     begun), scores each by the lowest evaluation-mode loss of its main head's sub-heads, and returns the
     choice (the lowest; ties: the first)."""
     config, out = run.config, run.out
-    child = TrainConfig.from_dict({**config.to_dict(), "candidates": 1, "max_minutes": 0.0})
+    whole = config.candidate_steps == 0
+    share = config.max_minutes / config.candidates if whole else 0.0
+    child = TrainConfig.from_dict({**config.to_dict(), "candidates": 1, "max_minutes": share})
     passes = max(1, config.selection_passes)
     losses: List[float] = []
     seconds = 0.0
     for index in range(config.candidates):
         run_dir = candidate_dir(out, index)
         trainer = make(child, run_dir, run.resumed and os.path.exists(os.path.join(run_dir, "latest.pt")), index)
-        trainer.train_until(config.candidate_steps, desc=f"{config.preset} candidate {index + 1}/{config.candidates}")
+        trainer.train_until(None if whole else config.candidate_steps,
+                            desc=f"{config.preset} candidate {index + 1}/{config.candidates}")
+        if whole:
+            trainer.evaluate_final()
         losses.append(min(trainer.evaluator.selection_losses(passes)))
         seconds += trainer.elapsed()
     best = min(range(len(losses)), key=lambda i: (losses[i], i))

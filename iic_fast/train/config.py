@@ -76,7 +76,8 @@ class TrainConfig:
     # predicts) on this many passes over the main head's training pairs, fixed augmentations; 0: training-window loss
     selection_passes: int = 0
     # > 1: k-means' n_init for IIC (train/candidates.py): that many independent starts train candidate_steps steps
-    # each (to the first evaluation at or past them); the one of lowest evaluation-mode loss goes on to the end
+    # each (to the first evaluation at or past them); the one of lowest evaluation-mode loss goes on to the end.
+    # candidate_steps 0: every start is a whole run in 1/candidates of max_minutes, and the best one is the result
     candidates: int = 1
     candidate_steps: int = 0
     # optimisation
@@ -160,9 +161,8 @@ class TrainConfig:
                      "head_B_epochs", "head_A_warmup_epochs", "selection_passes", "candidate_steps"):
             if getattr(self, name) < 0:
                 raise ValueError(f"{name} must be >= 0, got {getattr(self, name)}")
-        if self.candidates < 1 or (self.candidates > 1 and self.candidate_steps < 1):
-            raise ValueError(f"candidates must be >= 1, and candidate_steps >= 1 with candidates > 1; got "
-                             f"candidates {self.candidates}, candidate_steps {self.candidate_steps}")
+        if self.candidates < 1:
+            raise ValueError(f"candidates must be >= 1, got {self.candidates}")
         if any(not 0 < f < 1 for f in self.subhead_restarts):
             raise ValueError(f"subhead_restarts must be fractions in (0, 1) of the schedule, got {self.subhead_restarts}")
         if self.max_minutes < 0 or self.lr <= 0:

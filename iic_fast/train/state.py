@@ -50,7 +50,7 @@ class Stats:
     """Running statistics: training seconds up to the last checkpoint (evaluations included), per-head
     loss sums of the current log window ([loss, loss_no_lamb, count]), per-sub-head loss sums of the
     main head since the last evaluation (count last), the last selection losses, the best evaluation,
-    the last accuracy (None before the first evaluation) and its step, the ``subhead_restarts``
+    the last accuracy (None before the first evaluation) and its step, the final evaluation's step, the ``subhead_restarts``
     fractions passed, and with ``candidates`` the one this run continues and every candidate's loss."""
 
     seconds: float = 0.0
@@ -61,6 +61,7 @@ class Stats:
     best: Dict[str, Any] = field(default_factory=lambda: {"acc": -1.0, "step": 0})
     last_acc: Optional[float] = None
     last_eval_step: int = -1
+    final_step: int = -1  # the step of the run's final evaluation (-1: none yet)
     restarts: int = 0
     candidate: int = 0
     candidate_losses: List[float] = field(default_factory=list)

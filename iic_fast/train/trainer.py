@@ -139,9 +139,15 @@ class Trainer:
         if self.config.candidates > 1 and not self.state.stats.candidate_losses:
             cand.continue_best(self, cand.train_candidates(self, self._make_candidate))
         self.train_until()
-        if self.state.stats.last_eval_step != self.step or self.config.selection_passes:
-            self.evaluate_and_save(final=True)
+        self.evaluate_final()
         return self.finish()
+
+    def evaluate_final(self) -> None:
+        """The final evaluation, unless it is done at this step (a finished run resumed) or, without
+        ``selection_passes``, the last evaluation is at this step already."""
+        st = self.state.stats
+        if st.final_step != self.step and (st.last_eval_step != self.step or self.config.selection_passes):
+            self.evaluate_and_save(final=True)
 
     def train_until(self, stop_at: Optional[int] = None, desc: Optional[str] = None) -> None:
         """The training loop, until the schedule or a budget ends or, with ``stop_at``, until the first
@@ -219,6 +225,7 @@ class Trainer:
         st = self.state.stats
         losses = st.take_subhead_losses(self.config.num_sub_heads)
         st.last_eval_step = self.step
+        st.final_step = self.step if final else st.final_step
         passed = schedule.restarts_passed(self.config, self.step, self.state.schedule)
         restart = worse_half(losses) if passed > st.restarts else []
         rec: Dict[str, Any] = {}
