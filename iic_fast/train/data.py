@@ -96,10 +96,9 @@ def folder_config(root: str, task: str, k: Optional[int] = None, *, input_size: 
     labels (None without); grey + Sobel input ([grey, dx, dy] for segmentation, [dx, dy] for
     clustering) or with ``rgb`` the colour channels too; the small networks on the CPU, the paper's
     (SegmentationNet10aTwoHead at lr 1e-4, crops of 128, d 10, batch 32, no time budget; ClusterNet5gTwoHead
-    at lr 1e-4) on CUDA; clustering trains one run of up to 1500 steps (not Digits' two whole runs in the
-    budget: steps on your images are slower). ``input_size`` (default 64 on the CPU, 128 for segmentation
-    on CUDA): crop side (segmentation) or the side clustering images are resized to (tf2 crops 3/4, 7/8 and
-    all of it), a multiple of 4 of at least 16. Raises ValueError naming the bad argument."""
+    at lr 1e-4) on CUDA. ``input_size`` (default 64 on the CPU, 128 for segmentation on CUDA): crop
+    side (segmentation) or the side clustering images are resized to (tf2 crops 3/4, 7/8 and all of
+    it), a multiple of 4 of at least 16. Raises ValueError naming the bad argument."""
     if task not in registry.TASKS:
         raise ValueError(f"--task must be one of {registry.TASKS}, got {task!r}")
     gt_k = folder.count_classes(root, task)
@@ -125,7 +124,6 @@ def folder_config(root: str, task: str, k: Optional[int] = None, *, input_size: 
     return preset(base, preset="folder", dataset=f"folder_{task}", data_root=os.path.abspath(root), gt_k=gt_k,
                   output_k_B=k, output_k_A=multiple * k, input_size=size, arch=FOLDER_ARCH[task][cuda], pairs=pairs,
                   num_sub_heads=1 if task == "segmentation" else 5,
-                  **({} if task == "segmentation" else {"candidates": 1, "max_steps": 1500}),
                   dataset_options={"skip_bad_images": True} if skip_bad_images else {}, **(gpu if cuda else {}))
 
 

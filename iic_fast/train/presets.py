@@ -47,14 +47,12 @@ PRESETS: Dict[str, Dict[str, Any]] = {
     # frame) and +-1 pixel shifts (a digit's position is no cue). Against bad local optima (two digits sharing
     # clusters): 25 main-head sub-heads, the worse half restarted at 1/3 and 2/3 of the run and the final one picked
     # by its evaluation-mode loss; 100 overclusters; lamb_B 1.2 (marginal-entropy weight); a 15-epoch head-A
-    # warm-up. Head A keeps the paper's 5 sub-heads (25 made its steps slower). A run whose trunk merges two digits
-    # stays there, and its final evaluation-mode loss tells it: two whole runs (`candidates`), each in half the
-    # budget, and the one of lower loss is the result. The budget leaves ~20 s of 5 minutes for start-up and
-    # plots. Measurements: docs/results.md
+    # warm-up. Head A keeps the paper's 5 sub-heads (25 made its steps slower); the budget leaves ~15 s of
+    # 5 minutes for start-up and plots. Several starts (`candidates`) did not help. Measurements: docs/results.md
     "digits": dict(dataset="digits", gt_k=10, arch="SmallClusterNetTwoHead", output_k_A=100, output_k_B=10,
                    num_sub_heads=25, num_sub_heads_A=5, repeats=5, batch_size=350, lr=1e-3, lamb_B=1.2, d=0,
                    head_schedule="B_then_A", head_B_epochs=2, head_A_warmup_epochs=15, subhead_restarts=[0.33, 0.66],
-                   selection_passes=2, candidates=2, candidate_steps=0, max_steps=1100, max_minutes=4.5,
+                   selection_passes=2, max_steps=1500, max_minutes=4.75,
                    pairs={"crop2": [7, 8], "rot_deg": 8.0, "jitter": [0.1, 0.1, 0.0, 0.0], "shift": 1}),
     # --- segmentation, fully unsupervised (Table 4)
     "potsdam3": _paper(**_SEG_IID, **_POTSDAM, dataset="potsdam3", gt_k=3, output_k_A=24, output_k_B=3,
