@@ -129,8 +129,7 @@ def test_param_counts(cid: str, name: str, kw: dict) -> None:
 @pytest.mark.parametrize("name,sz", [("ClusterNet6cTwoHead", 24), ("SegmentationNet10aTwoHead", 24)])
 def test_sub_heads_independent(name: str, sz: int) -> None:
     """Sub-heads have their own weights: changing sub-head 0 changes output 0 only, and the
-    gradient of output 1 does not reach sub-head 0 (none, or exactly zero where the sub-heads run as one
-    GEMM) nor head A."""
+    gradient of output 1 does not reach sub-head 0 nor head A."""
     torch.manual_seed(0)
     model = build(name, **two(1, sz, 7, 4, 3)).eval()
     x = torch.rand(2, 1, sz, sz)
@@ -144,8 +143,7 @@ def test_sub_heads_independent(name: str, sz: int) -> None:
         torch.testing.assert_close(a, b, rtol=0, atol=0)
     model(x)[1].square().sum().backward()
     assert model.head_B.heads[1][0].weight.grad.abs().sum() > 0
-    g0 = model.head_B.heads[0][0].weight.grad
-    assert g0 is None or not g0.any()
+    assert model.head_B.heads[0][0].weight.grad is None
     assert all(p.grad is None for p in model.head_A.parameters())
 
 
@@ -183,27 +181,6 @@ def test_return_logits(name: str, sz: int) -> None:
         ref = F.interpolate(low.softmax(1), size=(sz, sz), mode="bilinear", align_corners=False)
         torch.testing.assert_close(probs[0], ref)
     assert build(name, **one(2, sz, 5), return_logits=True).head.return_logits
-
-
-@pytest.mark.parametrize("sub,k", [(1, 3), (2, 1), (25, 10)])
-def test_cluster_head_one_gemm_equals_its_linears(sub: int, k: int) -> None:
-    """ClusterHead runs its sub-heads as one GEMM: outputs and gradients are those of each sub-head's own
-    Linear + softmax (float64), probabilities and logits alike."""
-    from iic_fast.models import ClusterHead
-    torch.manual_seed(0)
-    head = ClusterHead(12, k, sub).double()
-    x = torch.randn(7, 12, dtype=torch.float64)
-    for logits in (False, True):
-        fused = head(x, return_logits=logits)
-        plain = [h(x) if logits else h(x).softmax(1) for h in head.heads]
-        assert len(fused) == sub
-        for a, b in zip(fused, plain):
-            torch.testing.assert_close(a, b, rtol=1e-12, atol=1e-12)
-    weights = torch.rand(sub, 7, k, dtype=torch.float64)
-    grads = [torch.autograd.grad(sum((w * o).sum() for w, o in zip(weights, outs)), list(head.parameters()))
-             for outs in (head(x), [h(x).softmax(1) for h in head.heads])]
-    for a, b in zip(*grads):
-        torch.testing.assert_close(a, b, rtol=1e-12, atol=1e-12)
 
 
 def test_border_ring() -> None:

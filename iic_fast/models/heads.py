@@ -18,9 +18,9 @@ from torch import nn
 __all__ = ["SubHeads", "ClusterHead", "SegmentationHead"]
 
 
-def _probabilities(logits: torch.Tensor, dim: int = 1) -> torch.Tensor:
-    """Softmax over ``dim`` (the clusters) in at least float32 (float64 stays float64)."""
-    return F.softmax(logits, dim=dim, dtype=torch.promote_types(logits.dtype, torch.float32))
+def _probabilities(logits: torch.Tensor) -> torch.Tensor:
+    """Softmax over dim 1 in at least float32 (float64 stays float64)."""
+    return F.softmax(logits, dim=1, dtype=torch.promote_types(logits.dtype, torch.float32))
 
 
 class SubHeads(nn.Module):
@@ -72,20 +72,6 @@ class ClusterHead(SubHeads):
     def _finish(self, logits: torch.Tensor, out_size: Optional[Sequence[int]],
                 return_logits: bool) -> torch.Tensor:
         return logits if return_logits else _probabilities(logits)
-
-    def forward(self, x: torch.Tensor, out_size: Optional[Sequence[int]] = None,
-                return_logits: Optional[bool] = None) -> list[torch.Tensor]:
-        """(n, in_features) -> list of num_sub_heads (n, output_k). The sub-heads keep their own
-        ``Linear`` (keys, optimiser state, restarts) but run as one GEMM on their stacked weights: with
-        many small sub-heads (Digits: 25) one GEMM and one softmax cost a fraction of 2 x 25 small ones."""
-        if self.num_sub_heads == 1:
-            return super().forward(x, out_size, return_logits)
-        as_logits = self.return_logits if return_logits is None else return_logits
-        layers = [head[0] for head in self.heads]
-        logits = F.linear(x, torch.cat([m.weight for m in layers]), torch.cat([m.bias for m in layers]))
-        logits = logits.view(x.shape[0], self.num_sub_heads, self.output_k)
-        out = logits if as_logits else _probabilities(logits, dim=2)
-        return list(out.unbind(1))
 
 
 class SegmentationHead(SubHeads):
