@@ -1,6 +1,6 @@
-"""Run-directory outputs: ``metrics.jsonl`` (one JSON object per line), ``summary.json``,
-``plots.png`` (loss and accuracy curves) and ``predictions.png`` (image / prediction / ground truth),
-rendered with matplotlib's Agg backend (no display needed)."""
+"""What a run reports: the run-directory outputs ``metrics.jsonl`` (one JSON object per line), ``summary.json``,
+``plots.png`` (loss and accuracy curves) and ``predictions.png`` (image / prediction / ground truth), rendered
+with matplotlib's Agg backend (no display needed); and the progress bar."""
 from __future__ import annotations
 
 import json
@@ -143,3 +143,28 @@ def plot_predictions(images: torch.Tensor, preds: torch.Tensor, labels: torch.Te
     fig.tight_layout()
     fig.savefig(path, dpi=100)
     plt.close(fig)
+
+
+class Progress:
+    """The training progress bar (tqdm; nothing shown when not ``enabled``): its total is the planned steps
+    and follows every new plan, its postfix the step's head and loss and, once there is one, the last accuracy."""
+
+    def __init__(self, total: Optional[int], initial: int, desc: str, enabled: bool) -> None:
+        from tqdm.auto import tqdm
+
+        self.bar = tqdm(total=total or None, initial=initial, desc=desc, unit="step", disable=not enabled,
+                        dynamic_ncols=True)
+
+    def retotal(self, steps: int) -> None:
+        self.bar.total = steps
+        self.bar.refresh()
+
+    def update(self, head: str, loss: float, acc: Optional[float]) -> None:
+        self.bar.update(1)
+        post = {"head": head, "loss": f"{loss:.3f}"}
+        if acc is not None:
+            post["acc"] = f"{acc:.3f}"
+        self.bar.set_postfix(post)
+
+    def close(self) -> None:
+        self.bar.close()

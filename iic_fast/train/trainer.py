@@ -30,7 +30,7 @@ from . import schedule
 from .config import TrainConfig
 from .data import build_data
 from .evaluation import Evaluator
-from .report import plot_curves, write_json
+from .report import Progress, plot_curves, write_json
 from .runtime import build_model, init_distributed, reduce_over_ranks, resolve_device
 from .state import Schedule, TrainState
 from .steps import NonFiniteLossError, PairNet, StepRunner, restart_subheads, worse_half
@@ -152,13 +152,10 @@ class Trainer:
     def train_until(self, stop_at: Optional[int] = None, desc: Optional[str] = None) -> None:
         """The training loop, until the schedule or a budget ends or, with ``stop_at``, until the first
         evaluation at or past step ``stop_at`` (whose checkpoint is then where the run stands)."""
-        from tqdm.auto import tqdm
-
         c, pos, sched = self.config, self.state.position, self.state.schedule
         self._t0 = time.time()
         plan = schedule.TimePlan(60 * c.max_minutes, sched, pos.step, self._agree) if c.max_minutes else None
-        bar = tqdm(total=stop_at or sched.steps or None, initial=pos.step, desc=desc or c.preset, unit="step",
-                   disable=not (c.progress and self.main), dynamic_ncols=True)
+        bar = Progress(stop_at or sched.steps, pos.step, desc or c.preset, c.progress and self.main)
         try:
             while self._budget_left() and not (stop_at and pos.step >= stop_at and
                                                self.state.stats.last_eval_step == pos.step):
@@ -168,13 +165,13 @@ class Trainer:
                 self._record(head, losses)
                 epoch_ended = schedule.advance(c, pos, self.pass_steps, sched)
                 if plan and plan.after_step(self.step, self.elapsed()):
-                    self._retotal(bar)
-                self._show(bar, head, losses)
+                    bar.retotal(sched.steps)
+                bar.update(head, losses[0][0], self.state.stats.last_acc)
                 if (c.eval_every and pos.step % c.eval_every == 0) or (epoch_ended and not c.eval_every):
                     t = self.elapsed()
                     self.evaluate_and_save()
                     if plan and plan.after_evaluation(self.step, self.elapsed(), self.elapsed() - t):
-                        self._retotal(bar)
+                        bar.retotal(sched.steps)
         finally:
             bar.close()
 
@@ -194,19 +191,6 @@ class Trainer:
     def _agree(self, steps: int) -> int:
         """The smallest of the ranks' planned ``steps`` (every rank must plan the same length)."""
         return int(reduce_over_ranks(steps, dist.ReduceOp.MIN, self.device))
-
-    def _retotal(self, bar: Any) -> None:
-        """The progress bar's total follows a new plan of the schedule."""
-        bar.total = self.state.schedule.steps
-        bar.refresh()
-
-    def _show(self, bar: Any, head: str, losses: List[tuple]) -> None:
-        """Progress bar: one step, its head and loss, and the last accuracy once there is one."""
-        bar.update(1)
-        post = {"head": head, "loss": f"{losses[0][0]:.3f}"}
-        if self.state.stats.last_acc is not None:
-            post["acc"] = f"{self.state.stats.last_acc:.3f}"
-        bar.set_postfix(post)
 
     def _record(self, head: str, losses: List[tuple]) -> None:
         """Running sums for the train records (every ``log_every`` steps) and the sub-head selection."""
