@@ -410,6 +410,10 @@ def test_whole_run_candidates_the_lowest_loss_run_is_the_result(tmp_path, monkey
     assert done.stat().st_mtime_ns == written and resumed["candidate"] == 1
     assert _time_free(_read(tmp_path / "part" / "metrics.jsonl")) == records
 
+    calls.clear()  # with selection_passes, a candidate's final evaluation scores it: once per candidate
+    passes = Trainer(_candidates_config(candidates=2, candidate_steps=0, selection_passes=2), str(tmp_path / "p")).fit()
+    assert calls == [2, 2] and passes["candidate"] == 1
+
 
 def test_presets_and_overrides():
     for name in PRESETS:

@@ -50,8 +50,9 @@ class Stats:
     """Running statistics: training seconds up to the last checkpoint (evaluations included), per-head
     loss sums of the current log window ([loss, loss_no_lamb, count]), per-sub-head loss sums of the
     main head since the last evaluation (count last), the last selection losses, the best evaluation,
-    the last accuracy (None before the first evaluation) and its step, the final evaluation's step, the ``subhead_restarts``
-    fractions passed, and with ``candidates`` the one this run continues and every candidate's loss."""
+    the last accuracy (None before the first evaluation) and its step, the final evaluation's step, the
+    ``subhead_restarts`` fractions passed, and with ``candidates`` the one this run continues and every
+    candidate's loss."""
 
     seconds: float = 0.0
     window: Dict[str, List[float]] = field(default_factory=dict)

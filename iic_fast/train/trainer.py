@@ -209,7 +209,8 @@ class Trainer:
         st = self.state.stats
         losses = st.take_subhead_losses(self.config.num_sub_heads)
         st.last_eval_step = self.step
-        st.final_step = self.step if final else st.final_step
+        if final:
+            st.final_step = self.step
         passed = schedule.restarts_passed(self.config, self.step, self.state.schedule)
         restart = worse_half(losses) if passed > st.restarts else []
         rec: Dict[str, Any] = {}
