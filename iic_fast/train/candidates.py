@@ -4,13 +4,13 @@ A run whose trunk settles early in a poor local optimum (two digits sharing a cl
 main head's sub-heads share the trunk's merge, so neither sub-head selection nor sub-head restarts undo it.
 With ``candidates`` n > 1 a run first trains n candidates for ``candidate_steps`` steps each (to the first
 evaluation at or past them; 0: the whole schedule, each in 1/n of ``max_minutes``), each a run of its own in
-``RUN_DIR/candidates/<i>`` with its own initial weights and augmentations (seed ``seed + SEED_STRIDE * i``;
-the data order is the run's); candidate 0 is the plain run of the seed. The candidate whose main head has the
-lowest IIC loss in evaluation mode (``Evaluator.selection_losses``, no labels) then goes on to the end of the
-schedule in ``RUN_DIR``, exactly as a resume would continue it. Stopped at ``candidate_steps``, the candidates train without a time plan;
-their time counts against ``max_minutes``, and the continuation's plan fits the rest of the run in what is left.
-Whole-run candidates (``candidate_steps`` 0) each plan their schedule in their share of the budget, and end with
-their final evaluation; the chosen one is then the run's result as it stands.
+``RUN_DIR/candidates/<i>`` with its own initial weights and augmentations (seed ``seed + SEED_STRIDE * i``; the
+data order is the run's); candidate 0 is the plain run of the seed. The candidate whose main head has the lowest
+IIC loss in evaluation mode (``Evaluator.selection_losses``, no labels) then goes on to the end of the schedule in
+``RUN_DIR``, exactly as a resume would continue it. Stopped at ``candidate_steps``, the candidates train without a
+time plan; their time counts against ``max_minutes``, and the continuation's plan fits the rest of the run in what
+is left. Whole-run candidates (``candidate_steps`` 0) each plan their schedule in their share of the budget, and
+end with their final evaluation; the chosen one is then the run's result as it stands.
 
 A killed run resumes where it was: in the candidate it was training, or after the choice.
 """
