@@ -10,7 +10,7 @@ Each seed is one ``iic-fast train --preset NAME --seed S --no-progress`` in its 
 interpreter, ``--threads`` CPU threads) into a temporary run directory. Writes
 ``<out>/<date>_<device>_seeds_<preset>.json`` (per seed: final test accuracy, the best-accuracy sub-head's,
 the selected sub-head's training loss (does a lower loss mark a better run?), with ``candidates`` the one
-chosen and every candidate's loss, steps run and scheduled,
+chosen, every candidate's loss and the accuracy of its last evaluation (comparison only), steps run and scheduled,
 whether the time budget cut the run, training and wall seconds, the load average before and after; the
 spread over seeds; the metadata of benchmarks/_meta.py) and a PNG of the spread next to it. The machine's load is part of every wall time: read the ``loadavg`` fields (``--jobs`` > 1
 runs share the machine's cores, which is load too). On a machine shared with other work, OpenMP threads
@@ -67,14 +67,22 @@ def run_seed(preset: str, seed: int, threads: int, device: str, overrides: List[
     if done.returncode != 0:
         raise RuntimeError(f"seed {seed}: iic-fast train exited {done.returncode}:\n{done.stderr[-3000:]}")
     s = json.loads(done.stdout.strip().splitlines()[-1])
-    with open(os.path.join(s["run_dir"], "metrics.jsonl"), encoding="utf-8") as f:
-        last = [r for r in map(json.loads, f) if r["kind"] == "eval"][-1]
+    last = _last_eval(s["run_dir"])
+    candidates = os.path.join(s["run_dir"], "candidates")
+    if "candidate" in s and os.path.isdir(candidates):  # how good the choice was (labels: comparison only)
+        s["candidate_accs"] = [_last_eval(os.path.join(candidates, d))["test_acc"]
+                               for d in sorted(os.listdir(candidates), key=int)]
     return {"seed": seed, "test_acc": s["test_acc"], "test_acc_best_subhead": s["test_acc_best_subhead"],
             "loss": last["subhead_losses"][last["subhead"]],
             "steps": s["steps"], "schedule_steps": s.get("schedule_steps"), "cut_by_time": s.get("cut_by_time"),
             "train_seconds": s["train_seconds"], "wall_seconds": round(wall, 2),
             "loadavg_1min_before": load_before, "loadavg_1min_after": os.getloadavg()[0],
-            **{k: s[k] for k in ("candidate", "candidate_losses") if k in s}}
+            **{k: s[k] for k in ("candidate", "candidate_losses", "candidate_accs") if k in s}}
+
+
+def _last_eval(run_dir: str) -> dict:
+    with open(os.path.join(run_dir, "metrics.jsonl"), encoding="utf-8") as f:
+        return [r for r in map(json.loads, f) if r["kind"] == "eval"][-1]
 
 
 def spread(rows: List[dict]) -> dict:

@@ -415,6 +415,32 @@ def test_whole_run_candidates_the_lowest_loss_run_is_the_result(tmp_path, monkey
     assert calls == [2, 2] and passes["candidate"] == 1
 
 
+def test_candidates_in_processes_are_the_candidates_of_one_thread(tmp_path):
+    """candidate_jobs 2: the two whole-run candidates train at once, each in a process of its own with half the
+    threads (here 1) and the whole budget; the choice, every candidate's loss, the records and the weights are
+    those of the same candidates trained one after the other with 1 thread."""
+    threads = torch.get_num_threads()
+    config = _candidates_config(candidates=2, candidate_steps=0, max_minutes=3.0, eval_every=3, selection_passes=1)
+    try:
+        torch.set_num_threads(1)
+        alone = Trainer(config, str(tmp_path / "alone")).fit()
+        torch.set_num_threads(2)
+        jobs = Trainer(apply_overrides(config, ["candidate_jobs=2"]), str(tmp_path / "jobs")).fit()
+    finally:
+        torch.set_num_threads(threads)
+    assert (jobs["candidate"], jobs["candidate_losses"]) == (alone["candidate"], alone["candidate_losses"])
+    assert len(set(alone["candidate_losses"])) == 2
+    for i in (0, 1):
+        assert json.loads((tmp_path / "jobs" / "candidates" / str(i) / "config.json").read_text())["max_minutes"] == 3.0
+    records = [_time_free(_read(tmp_path / name / "metrics.jsonl")) for name in ("alone", "jobs")]
+    assert records[0] == records[1]
+    a, b = load_checkpoint(tmp_path / "alone" / "latest.pt"), load_checkpoint(tmp_path / "jobs" / "latest.pt")
+    assert all(torch.equal(a["net"][k], b["net"][k]) for k in a["net"])
+    for bad in ("candidate_jobs=0", "candidate_jobs=3"):
+        with pytest.raises(ValueError, match="candidate_jobs must be >= 1 and divide candidates"):
+            apply_overrides(config, [bad])
+
+
 def test_presets_and_overrides():
     for name in PRESETS:
         c = preset(name)

@@ -262,6 +262,17 @@ def test_clustering_pairs_shapes_and_eval():
     assert d1.shape == (4, 1, 8, 8)
 
 
+def test_clustering_views_are_independent_draws_of_their_own_image():
+    x = torch.rand(6, 1, 8, 8)
+    plain = dict(crop1=8, input_size=8, jitter=(0.0,) * 4, sobel=False, colour_channels=1, repeats=3)
+    x1, x2s = ClusteringPairs(crop2=8, flip_p=1.0, **plain)(x, gen())
+    assert len(x2s) == 3
+    for view in x2s:  # view r of image i is drawn from image i
+        torch.testing.assert_close(view, x.flip(-1), atol=1e-6, rtol=0)
+    _, x2s = ClusteringPairs(crop2=(5, 6, 7), flip_p=0.5, **plain)(x, gen())
+    assert not any(torch.equal(x2s[a], x2s[b]) for a, b in ((0, 1), (0, 2), (1, 2)))
+
+
 def test_clustering_shift_is_an_integer_translation_with_zero_fill():
     x = torch.rand(64, 1, 8, 8) + 0.5  # no zeros inside, so the zero fill shows the shift
     plain = dict(crop1=8, crop2=8, input_size=8, flip_p=0.0, jitter=(0.0,) * 4, sobel=False, colour_channels=1)

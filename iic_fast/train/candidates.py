@@ -12,14 +12,24 @@ time plan; their time counts against ``max_minutes``, and the continuation's pla
 is left. Whole-run candidates (``candidate_steps`` 0) each plan their schedule in their share of the budget, and
 end with their final evaluation; the chosen one is then the run's result as it stands.
 
+With ``candidate_jobs`` j > 1 the candidates train j at a time, each in a process of its own with 1/j of the
+CPU threads (and, whole, in j/n of ``max_minutes``): on a small net a few threads each use the cores better than
+all threads on one run. A candidate's run is then that of a single process with its threads.
+
 A killed run resumes where it was: in the candidate it was training, or after the choice.
 """
 from __future__ import annotations
 
+import multiprocessing
 import os
 import shutil
+import signal
+import sys
+from concurrent.futures import ProcessPoolExecutor
 from dataclasses import dataclass
-from typing import Any, Callable, List
+from typing import Any, Callable, List, Tuple
+
+import torch
 
 from . import checkpoint as ck
 from .config import TrainConfig
@@ -49,28 +59,56 @@ def candidate_dir(out: str, index: int) -> str:
 
 def train_candidates(run: Any, make: MakeTrainer) -> Choice:
     """Trains every candidate of the Trainer ``run`` up to its stop (resuming those a resumed run has
-    begun), scores each by the lowest evaluation-mode loss of its main head's sub-heads, and returns the
-    choice (the lowest; ties: the first)."""
+    begun), ``candidate_jobs`` at a time, scores each by the lowest evaluation-mode loss of its main head's
+    sub-heads, and returns the choice (the lowest; ties: the first). ``make`` must be picklable when
+    ``candidate_jobs`` > 1."""
     config, out = run.config, run.out
-    whole = config.candidate_steps == 0
-    share = config.max_minutes / config.candidates if whole else 0.0
-    child = TrainConfig.from_dict({**config.to_dict(), "candidates": 1, "max_minutes": share})
-    passes = max(1, config.selection_passes)
-    losses: List[float] = []
-    seconds = 0.0
-    for index in range(config.candidates):
-        run_dir = candidate_dir(out, index)
-        trainer = make(child, run_dir, run.resumed and os.path.exists(os.path.join(run_dir, "latest.pt")), index)
-        trainer.train_until(None if whole else config.candidate_steps,
-                            desc=f"{config.preset} candidate {index + 1}/{config.candidates}")
-        if whole:
-            trainer.evaluate_final()
-        st = trainer.state.stats  # a final evaluation with selection_passes has scored the sub-heads already
-        scores = st.last_losses if whole and config.selection_passes else trainer.evaluator.selection_losses(passes)
-        losses.append(min(scores))
-        seconds += trainer.elapsed()
+    jobs = config.candidate_jobs
+    rounds = config.candidates // jobs
+    share = config.max_minutes / rounds if config.candidate_steps == 0 else 0.0
+    child = TrainConfig.from_dict({**config.to_dict(), "candidates": 1, "candidate_jobs": 1, "max_minutes": share})
+    tasks = []
+    for i in range(config.candidates):
+        begun = run.resumed and os.path.exists(os.path.join(candidate_dir(out, i), "latest.pt"))
+        tasks.append((make, child, candidate_dir(out, i), begun, i, f"{config.preset} candidate {i + 1}/{config.candidates}",
+                      i % jobs))
+    if jobs == 1:
+        results = [train_candidate(*task) for task in tasks]
+    else:
+        threads = max(1, torch.get_num_threads() // jobs)
+        with ProcessPoolExecutor(jobs, mp_context=multiprocessing.get_context("spawn"),
+                                 initializer=_worker_init, initargs=(threads,)) as pool:
+            results = [r for k in range(rounds)  # round by round, so that a round's times add up
+                       for r in pool.map(train_candidate, *zip(*tasks[k * jobs:(k + 1) * jobs]))]
+    losses = [loss for loss, _ in results]
+    seconds = sum(max(sec for _, sec in results[k * jobs:(k + 1) * jobs]) for k in range(rounds))  # rounds in turn
     best = min(range(len(losses)), key=lambda i: (losses[i], i))
     return Choice(best, losses, seconds, candidate_dir(out, best))
+
+
+def train_candidate(make: MakeTrainer, config: TrainConfig, run_dir: str, resume: bool, index: int, desc: str,
+                    position: int = 0) -> Tuple[float, float]:
+    """Trains candidate ``index`` (``config``: the child's) to its stop and returns (the lowest evaluation-mode
+    loss of its main head's sub-heads, its seconds); ``position``: the line of its progress bar."""
+    whole = config.candidate_steps == 0
+    trainer = make(config, run_dir, resume, index)
+    trainer.train_until(None if whole else config.candidate_steps, desc=desc, position=position)
+    if whole:
+        trainer.evaluate_final()
+    st = trainer.state.stats  # a final evaluation with selection_passes has scored the sub-heads already
+    passes = max(1, config.selection_passes)
+    scores = st.last_losses if whole and config.selection_passes else trainer.evaluator.selection_losses(passes)
+    return min(scores), trainer.elapsed()
+
+
+def _worker_init(threads: int) -> None:
+    """A candidate process: its share of the threads, and it dies with the run's process (a killed run must
+    not leave a candidate writing into the directory that its resume trains in)."""
+    torch.set_num_threads(threads)
+    if sys.platform.startswith("linux"):
+        import ctypes
+
+        ctypes.CDLL(None).prctl(1, signal.SIGKILL)  # 1: PR_SET_PDEATHSIG
 
 
 def continue_best(trainer: Any, choice: Choice) -> None:

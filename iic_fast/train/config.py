@@ -80,6 +80,7 @@ class TrainConfig:
     # candidate_steps 0: every start is a whole run in 1/candidates of max_minutes, and the best one is the result
     candidates: int = 1
     candidate_steps: int = 0
+    candidate_jobs: int = 1  # candidates trained at once, each in a process with its share of the threads
     # optimisation
     lr: float = 4e-4
     lr_schedule: str = "constant"  # the paper's; "cosine" decays to 0 over max_steps
@@ -163,6 +164,9 @@ class TrainConfig:
                 raise ValueError(f"{name} must be >= 0, got {getattr(self, name)}")
         if self.candidates < 1:
             raise ValueError(f"candidates must be >= 1, got {self.candidates}")
+        if self.candidate_jobs < 1 or self.candidates % self.candidate_jobs:
+            raise ValueError(f"candidate_jobs must be >= 1 and divide candidates ({self.candidates}), "
+                             f"got {self.candidate_jobs}")
         if any(not 0 < f < 1 for f in self.subhead_restarts):
             raise ValueError(f"subhead_restarts must be fractions in (0, 1) of the schedule, got {self.subhead_restarts}")
         if self.max_minutes < 0 or self.lr <= 0:

@@ -149,11 +149,11 @@ class Progress:
     """The training progress bar (tqdm; nothing shown when not ``enabled``): its total is the planned steps
     and follows every new plan, its postfix the step's head and loss and, once there is one, the last accuracy."""
 
-    def __init__(self, total: Optional[int], initial: int, desc: str, enabled: bool) -> None:
+    def __init__(self, total: Optional[int], initial: int, desc: str, enabled: bool, position: int = 0) -> None:
         from tqdm.auto import tqdm
 
         self.bar = tqdm(total=total or None, initial=initial, desc=desc, unit="step", disable=not enabled,
-                        dynamic_ncols=True)
+                        dynamic_ncols=True, position=position)
 
     def retotal(self, steps: int) -> None:
         self.bar.total = steps

@@ -149,13 +149,14 @@ class Trainer:
         if st.final_step != self.step and (st.last_eval_step != self.step or self.config.selection_passes):
             self.evaluate_and_save(final=True)
 
-    def train_until(self, stop_at: Optional[int] = None, desc: Optional[str] = None) -> None:
+    def train_until(self, stop_at: Optional[int] = None, desc: Optional[str] = None, position: int = 0) -> None:
         """The training loop, until the schedule or a budget ends or, with ``stop_at``, until the first
-        evaluation at or past step ``stop_at`` (whose checkpoint is then where the run stands)."""
+        evaluation at or past step ``stop_at`` (whose checkpoint is then where the run stands); ``position``:
+        the progress bar's line (candidates trained at once)."""
         c, pos, sched = self.config, self.state.position, self.state.schedule
         self._t0 = time.time()
         plan = schedule.TimePlan(60 * c.max_minutes, sched, pos.step, self._agree) if c.max_minutes else None
-        bar = Progress(stop_at or sched.steps, pos.step, desc or c.preset, c.progress and self.main)
+        bar = Progress(stop_at or sched.steps, pos.step, desc or c.preset, c.progress and self.main, position)
         try:
             while self._budget_left() and not (stop_at and pos.step >= stop_at and
                                                self.state.stats.last_eval_step == pos.step):
