@@ -26,9 +26,9 @@ TINY_SEG = dict(n_train=16, n_test=4, input_size=32, batch_size=4, progress=Fals
 # lamb_B 1.0: with the digits preset's 1.2, near-uniform outputs of a fresh net sit on a plateau of the
 # entropy-weighted loss that a dozen steps do not leave. One-step passes and 2 warm-up epochs, so that a
 # 6-step run crosses the head-A warm-up into B_then_A (A, A, B, B, A, B). selection_passes 0: one final record,
-# picked by the training-window loss (the evaluation-mode pick has its own test)
+# picked by the training-window loss (the evaluation-mode pick has its own test); one start (candidates have theirs)
 TINY_CLU = dict(batch_size=40, repeats=5, num_sub_heads=2, lamb_B=1.0, epoch_steps=1, head_A_warmup_epochs=2,
-                selection_passes=0, candidates=1, progress=False, log_every=1)
+                selection_passes=0, candidates=1, candidate_jobs=1, progress=False, log_every=1)
 
 
 def seg_config(**kw):

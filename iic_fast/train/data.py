@@ -90,9 +90,9 @@ def folder_config(root: str, task: str, k: Optional[int] = None, *, input_size: 
                   rgb: bool = False, cuda: bool = False, skip_bad_images: bool = False) -> TrainConfig:
     """The training config for your own images in the folder ``root`` (``iic-fast train --data``).
 
-    Base preset textures3 (segmentation) or digits (clustering), with: the folder dataset; head B of
-    ``k`` clusters (default: the number of label classes) and head A of 4 k (segmentation, as
-    Textures-3's 12 / 3) or 7 k (clustering, as the paper's STL10 / CIFAR10 70 / 10); gt_k from the
+    Base preset textures3 (segmentation) or digits (clustering, one start: not its two candidates), with:
+    the folder dataset; head B of ``k`` clusters (default: the number of label classes) and head A of 4 k
+    (segmentation, as Textures-3's 12 / 3) or 7 k (clustering, as the paper's STL10 / CIFAR10 70 / 10); gt_k from the
     labels (None without); grey + Sobel input ([grey, dx, dy] for segmentation, [dx, dy] for
     clustering) or with ``rgb`` the colour channels too; the small networks on the CPU, the paper's
     (SegmentationNet10aTwoHead at lr 1e-4, crops of 128, d 10, batch 32, no time budget; ClusterNet5gTwoHead
@@ -123,7 +123,7 @@ def folder_config(root: str, task: str, k: Optional[int] = None, *, input_size: 
         gpu = dict(lr=1e-4)
     return preset(base, preset="folder", dataset=f"folder_{task}", data_root=os.path.abspath(root), gt_k=gt_k,
                   output_k_B=k, output_k_A=multiple * k, input_size=size, arch=FOLDER_ARCH[task][cuda], pairs=pairs,
-                  num_sub_heads=1 if task == "segmentation" else 5,
+                  num_sub_heads=1 if task == "segmentation" else 5, candidates=1, candidate_jobs=1,
                   dataset_options={"skip_bad_images": True} if skip_bad_images else {}, **(gpu if cuda else {}))
 
 
