@@ -6,6 +6,8 @@ import math
 import os
 import shutil
 import subprocess
+import sys
+import time
 
 import pytest
 import torch
@@ -439,6 +441,53 @@ def test_candidates_in_processes_are_the_candidates_of_one_thread(tmp_path):
     for bad in ("candidate_jobs=0", "candidate_jobs=3"):
         with pytest.raises(ValueError, match="candidate_jobs must be >= 1 and divide candidates"):
             apply_overrides(config, [bad])
+
+
+_FIT = """import json, sys, torch
+from iic_fast.train import Trainer
+from iic_fast.train.config import TrainConfig
+torch.set_num_threads(2)  # one thread per candidate process
+config = TrainConfig.from_dict(json.load(open(sys.argv[1])))
+Trainer(config, sys.argv[2], resume=sys.argv[3] == "resume").fit()
+"""
+
+
+def _children(pid):
+    with open(f"/proc/{pid}/task/{pid}/children") as f:
+        return [int(c) for c in f.read().split()]
+
+
+@pytest.mark.skipif(not os.path.exists("/proc/self/task"), reason="needs Linux /proc")
+def test_a_killed_run_with_candidate_processes_resumes_exactly(tmp_path):
+    """SIGKILL of the run's process while its two candidate processes train: the candidates die with it (nothing
+    goes on writing), and --resume ends in the uninterrupted run's records and weights."""
+    config = _candidates_config(candidates=2, candidate_steps=0, candidate_jobs=2, max_steps=80, eval_every=10,
+                                selection_passes=1)
+    (tmp_path / "config.json").write_text(json.dumps(config.to_dict()))
+    root = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))  # importable without an install
+    fit = lambda out, mode="fresh": subprocess.Popen(  # noqa: E731
+        [sys.executable, "-c", _FIT, str(tmp_path / "config.json"), str(tmp_path / out), mode], cwd=root)
+    assert fit("whole").wait(timeout=300) == 0
+    killed = fit("part")
+    started = tmp_path / "part" / "candidates" / "1" / "latest.pt"
+    deadline = time.time() + 120
+    while not started.exists() and time.time() < deadline and killed.poll() is None:
+        time.sleep(0.02)
+    assert started.exists() and killed.poll() is None, "the run ended before candidate 1 wrote a checkpoint"
+    workers = _children(killed.pid)
+    killed.kill()
+    killed.wait()
+    deadline = time.time() + 30
+    while any(os.path.exists(f"/proc/{w}") for w in workers) and time.time() < deadline:
+        time.sleep(0.05)
+    assert not any(os.path.exists(f"/proc/{w}") for w in workers), "a candidate process outlived its run"
+    assert not (tmp_path / "part" / "latest.pt").exists()
+    assert fit("part", "resume").wait(timeout=300) == 0
+    records = [_time_free(_read(tmp_path / name / "metrics.jsonl")) for name in ("whole", "part")]
+    assert records[0] == records[1]
+    a, b = load_checkpoint(tmp_path / "whole" / "latest.pt"), load_checkpoint(tmp_path / "part" / "latest.pt")
+    assert a["stats"]["candidate_losses"] == b["stats"]["candidate_losses"]
+    assert all(torch.equal(a["net"][k], b["net"][k]) for k in a["net"])
 
 
 def test_presets_and_overrides():

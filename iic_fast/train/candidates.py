@@ -3,7 +3,7 @@
 A run whose trunk settles early in a poor local optimum (two digits sharing a cluster) stays there: the
 main head's sub-heads share the trunk's merge, so neither sub-head selection nor sub-head restarts undo it.
 With ``candidates`` n > 1 a run first trains n candidates for ``candidate_steps`` steps each (to the first
-evaluation at or past them; 0: the whole schedule, each in 1/n of ``max_minutes``), each a run of its own in
+evaluation at or past them; 0: the whole schedule, each in its share of ``max_minutes``), each a run of its own in
 ``RUN_DIR/candidates/<i>`` with its own initial weights and augmentations (seed ``seed + SEED_STRIDE * i``; the
 data order is the run's); candidate 0 is the plain run of the seed. The candidate whose main head has the lowest
 IIC loss in evaluation mode (``Evaluator.selection_losses``, no labels) then goes on to the end of the schedule in
@@ -13,8 +13,9 @@ is left. Whole-run candidates (``candidate_steps`` 0) each plan their schedule i
 end with their final evaluation; the chosen one is then the run's result as it stands.
 
 With ``candidate_jobs`` j > 1 the candidates train j at a time, each in a process of its own with 1/j of the
-CPU threads (and, whole, in j/n of ``max_minutes``): on a small net a few threads each use the cores better than
-all threads on one run. A candidate's run is then that of a single process with its threads.
+CPU threads (whole runs: a share of j/n of ``max_minutes``, 1/n with j = 1). On a small net a few threads each
+use the cores better than all threads on one run (Digits: two 1-thread runs of 1500 steps take less time than
+one 2-thread run did). A candidate's run is then the one of a single process with its threads.
 
 A killed run resumes where it was: in the candidate it was training, or after the choice.
 """
