@@ -174,6 +174,10 @@ def _train(args: argparse.Namespace) -> int:
               f"the last good evaluation ({os.path.join(out, 'latest.pt')}). Try a lower lr "
               "(--set lr=...) or --set amp=off.", file=sys.stderr)
         return 3
+    except KeyboardInterrupt:  # Ctrl-C: checkpoints are atomic, so the last one is whole
+        print(f"iic-fast train: interrupted; 'iic-fast train --resume {out}' continues from the last checkpoint",
+              file=sys.stderr)
+        return 130
     finally:
         import torch.distributed as dist
 

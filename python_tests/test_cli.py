@@ -73,6 +73,18 @@ def test_user_errors_are_one_line_and_status_2(argv, message, tmp_path, capsys):
     assert message in err and err.count("\n") == 1 and "Traceback" not in err
 
 
+def test_an_interrupted_train_says_how_to_resume(tmp_path, capsys, monkeypatch):
+    from iic_fast.train import Trainer
+
+    def interrupted(self):
+        raise KeyboardInterrupt
+
+    monkeypatch.setattr(Trainer, "fit", interrupted)
+    assert main(["train", "--out", str(tmp_path / "r"), "--no-progress", *TINY]) == 130
+    err = capsys.readouterr().err
+    assert f"--resume {tmp_path / 'r'}" in err and err.count("\n") == 1 and "Traceback" not in err
+
+
 def test_module_entry_point():
     root = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))  # importable without an install
     res = subprocess.run([sys.executable, "-m", "iic_fast.cli", "--help"], capture_output=True, text=True,
