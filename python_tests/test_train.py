@@ -490,6 +490,30 @@ def test_a_killed_run_with_candidate_processes_resumes_exactly(tmp_path):
     assert all(torch.equal(a["net"][k], b["net"][k]) for k in a["net"])
 
 
+def test_a_kill_between_the_two_checkpoint_writes_resumes_into_the_same_best(tmp_path, monkeypatch):
+    """An evaluation that improves writes best.pt and latest.pt; a run killed between the two writes resumes into
+    the uninterrupted run's best.pt (with latest.pt written first, the resumed run believed in a best.pt that was
+    never written, and kept none or a stale one)."""
+    config = clu_config(max_steps=12, eval_every=2)  # the test accuracy improves again at step 12
+    Trainer(config, str(tmp_path / "whole")).fit()
+    real, steps = ck.save_atomic, []
+
+    def dies_between(state, path):
+        steps.append(state["position"]["step"])
+        if steps.count(steps[-1]) == 2 and steps[-1] > steps[0]:  # the second write of an evaluation after the first
+            raise KeyboardInterrupt("killed between the two writes")
+        real(state, path)
+
+    monkeypatch.setattr(ck, "save_atomic", dies_between)
+    with pytest.raises(KeyboardInterrupt):
+        Trainer(config, str(tmp_path / "part")).fit()
+    monkeypatch.setattr(ck, "save_atomic", real)
+    Trainer(config, str(tmp_path / "part"), resume=True).fit()
+    a, b = (load_checkpoint(tmp_path / name / "best.pt") for name in ("whole", "part"))
+    assert a["position"]["step"] == b["position"]["step"] > 2
+    assert all(torch.equal(a["net"][k], b["net"][k]) for k in a["net"])
+
+
 def test_presets_and_overrides():
     for name in PRESETS:
         c = preset(name)

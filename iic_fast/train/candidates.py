@@ -71,14 +71,14 @@ def train_candidates(run: Any, make: MakeTrainer) -> Choice:
     tasks = []
     for i in range(config.candidates):
         begun = run.resumed and os.path.exists(os.path.join(candidate_dir(out, i), "latest.pt"))
-        tasks.append((make, child, candidate_dir(out, i), begun, i, f"{config.preset} candidate {i + 1}/{config.candidates}",
-                      i % jobs))
+        desc = f"{config.preset} candidate {i + 1}/{config.candidates}"
+        tasks.append((make, child, candidate_dir(out, i), begun, i, desc, i % jobs))
     if jobs == 1:
         results = [train_candidate(*task) for task in tasks]
     else:
         threads = max(1, torch.get_num_threads() // jobs)
         with ProcessPoolExecutor(jobs, mp_context=multiprocessing.get_context("spawn"),
-                                 initializer=_worker_init, initargs=(threads,)) as pool:
+                                 initializer=_worker_init, initargs=(threads, os.getpid())) as pool:
             results = [r for k in range(rounds)  # round by round, so that a round's times add up
                        for r in pool.map(train_candidate, *zip(*tasks[k * jobs:(k + 1) * jobs]))]
     losses = [loss for loss, _ in results]
@@ -102,14 +102,16 @@ def train_candidate(make: MakeTrainer, config: TrainConfig, run_dir: str, resume
     return min(scores), trainer.elapsed()
 
 
-def _worker_init(threads: int) -> None:
-    """A candidate process: its share of the threads, and it dies with the run's process (a killed run must
-    not leave a candidate writing into the directory that its resume trains in)."""
+def _worker_init(threads: int, run_pid: int) -> None:
+    """A candidate process: its share of the threads, and on Linux it dies with the run's process ``run_pid`` (a
+    killed run must not leave a candidate writing into the directory that its resume trains in)."""
     torch.set_num_threads(threads)
     if sys.platform.startswith("linux"):
         import ctypes
 
         ctypes.CDLL(None).prctl(1, signal.SIGKILL)  # 1: PR_SET_PDEATHSIG
+        if os.getppid() != run_pid:  # the run died before prctl took effect
+            os._exit(1)
 
 
 def continue_best(trainer: Any, choice: Choice) -> None:

@@ -237,11 +237,11 @@ class Trainer:
         if restart:
             restart_subheads(self._main_head(), restart, self._initial_main_head, self.optimizer)
         st.restarts = max(st.restarts, passed)
-        if self.main:
+        if self.main:  # best.pt first: a kill between the writes resumes from the previous latest.pt and redoes both
             state = self.checkpoint()
-            ck.save_atomic(state, os.path.join(self.out, "latest.pt"))
             if improved:
                 ck.save_atomic(state, os.path.join(self.out, "best.pt"))
+            ck.save_atomic(state, os.path.join(self.out, "latest.pt"))
         if self.world > 1:
             dist.barrier()
         return rec
