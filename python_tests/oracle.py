@@ -63,7 +63,7 @@ def original_mi(P_raw, lamb=1.0, EPS=sys.float_info.epsilon, detach_normaliser=F
     """Transcription of the original's per-joint epilogue with the in-place masked clamp (on clones).
     P_raw: (k, k) raw joint -> (loss, loss_no_lamb) for that joint."""
     k = P_raw.shape[0]
-    P = P_raw / (float(P_raw.sum()) if detach_normaliser else P_raw.sum())
+    P = P_raw / (float(P_raw.sum().detach()) if detach_normaliser else P_raw.sum())
     P = (P + P.t()) / 2.0
     p_i = P.sum(dim=1).view(k, 1).expand(k, k).clone()
     p_j = P.sum(dim=0).view(1, k).expand(k, k).clone()
