@@ -82,7 +82,7 @@ def train_candidates(run: Any, make: MakeTrainer) -> Choice:
             results = [r for k in range(rounds)  # round by round, so that a round's times add up
                        for r in pool.map(train_candidate, *zip(*tasks[k * jobs:(k + 1) * jobs]))]
     losses = [loss for loss, _ in results]
-    seconds = sum(max(sec for _, sec in results[k * jobs:(k + 1) * jobs]) for k in range(rounds))  # rounds in turn
+    seconds = sum(max(sec for _, sec in results[k * jobs:(k + 1) * jobs]) for k in range(rounds))
     best = min(range(len(losses)), key=lambda i: (losses[i], i))
     return Choice(best, losses, seconds, candidate_dir(out, best))
 

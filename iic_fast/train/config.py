@@ -77,7 +77,8 @@ class TrainConfig:
     selection_passes: int = 0
     # > 1: k-means' n_init for IIC (train/candidates.py): that many independent starts train candidate_steps steps
     # each (to the first evaluation at or past them); the one of lowest evaluation-mode loss goes on to the end.
-    # candidate_steps 0: every start is a whole run in 1/candidates of max_minutes, and the best one is the result
+    # candidate_steps 0: every start is a whole run in its share of max_minutes (1/candidates; candidate_jobs/candidates
+    # when that many train at once), and the best one is the result
     candidates: int = 1
     candidate_steps: int = 0
     candidate_jobs: int = 1  # candidates trained at once, each in a process with its share of the threads

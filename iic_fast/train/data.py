@@ -92,8 +92,8 @@ def folder_config(root: str, task: str, k: Optional[int] = None, *, input_size: 
 
     Base preset textures3 (segmentation) or digits (clustering, one start: not its two candidates), with:
     the folder dataset; head B of ``k`` clusters (default: the number of label classes) and head A of 4 k
-    (segmentation, as Textures-3's 12 / 3) or 7 k (clustering, as the paper's STL10 / CIFAR10 70 / 10); gt_k from the
-    labels (None without); grey + Sobel input ([grey, dx, dy] for segmentation, [dx, dy] for
+    (segmentation, as Textures-3's 12 / 3) or 7 k (clustering, as the paper's STL10 / CIFAR10 70 / 10); gt_k
+    from the labels (None without); grey + Sobel input ([grey, dx, dy] for segmentation, [dx, dy] for
     clustering) or with ``rgb`` the colour channels too; the small networks on the CPU, the paper's
     (SegmentationNet10aTwoHead at lr 1e-4, crops of 128, d 10, batch 32, no time budget; ClusterNet5gTwoHead
     at lr 1e-4) on CUDA. ``input_size`` (default 64 on the CPU, 128 for segmentation on CUDA): crop
