@@ -195,7 +195,7 @@ class ClusteringPairs:
         The training batch is ``cat([x1] * r)`` against ``cat(x2s)`` (n r pairs). The r tf2 views are
         drawn in one call on the repeated batch: on small images the per-call cost dominates."""
         x1 = self.tf1(x, generator)
-        return x1, list(self.tf2(x.repeat(self.repeats, *([1] * (x.dim() - 1))), generator).split(x.shape[0]))
+        return x1, list(self.tf2(x.repeat(self.repeats, 1, 1, 1), generator).split(x.shape[0]))
 
     def eval_transform(self, x: Tensor) -> Tensor:
         """tf3: centre crop (first crop1 size), resize, channels -> (n, C', s, s)."""

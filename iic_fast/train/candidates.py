@@ -65,24 +65,23 @@ def train_candidates(run: Any, make: MakeTrainer) -> Choice:
     ``candidate_jobs`` > 1."""
     config, out = run.config, run.out
     jobs = config.candidate_jobs
-    rounds = config.candidates // jobs
-    share = config.max_minutes / rounds if config.candidate_steps == 0 else 0.0
+    share = config.max_minutes / (config.candidates // jobs) if config.candidate_steps == 0 else 0.0  # per round
     child = TrainConfig.from_dict({**config.to_dict(), "candidates": 1, "candidate_jobs": 1, "max_minutes": share})
     tasks = []
     for i in range(config.candidates):
         begun = run.resumed and os.path.exists(os.path.join(candidate_dir(out, i), "latest.pt"))
         desc = f"{config.preset} candidate {i + 1}/{config.candidates}"
         tasks.append((make, child, candidate_dir(out, i), begun, i, desc, i % jobs))
+    rounds = [tasks[k:k + jobs] for k in range(0, len(tasks), jobs)]  # the candidates of a round train at once
     if jobs == 1:
-        results = [train_candidate(*task) for task in tasks]
+        done = [[train_candidate(*task) for task in batch] for batch in rounds]
     else:
         threads = max(1, torch.get_num_threads() // jobs)
         with ProcessPoolExecutor(jobs, mp_context=multiprocessing.get_context("spawn"),
                                  initializer=_worker_init, initargs=(threads, os.getpid())) as pool:
-            results = [r for k in range(rounds)  # round by round, so that a round's times add up
-                       for r in pool.map(train_candidate, *zip(*tasks[k * jobs:(k + 1) * jobs]))]
-    losses = [loss for loss, _ in results]
-    seconds = sum(max(sec for _, sec in results[k * jobs:(k + 1) * jobs]) for k in range(rounds))
+            done = [list(pool.map(train_candidate, *zip(*batch))) for batch in rounds]
+    losses = [loss for batch in done for loss, _ in batch]
+    seconds = sum(max(sec for _, sec in batch) for batch in done)
     best = min(range(len(losses)), key=lambda i: (losses[i], i))
     return Choice(best, losses, seconds, candidate_dir(out, best))
 
