@@ -32,7 +32,9 @@ def make_run(path, name="textures3", losses=None, **overrides):
 
 @pytest.fixture(scope="module")
 def seg_run(tmp_path_factory):
-    return make_run(tmp_path_factory.mktemp("seg") / "run", num_sub_heads=3, losses=[0.5, -1.0, 0.2])
+    # Sobel on (as folder runs; the textures3 preset itself takes the grey alone): a preprocessing to get right
+    return make_run(tmp_path_factory.mktemp("seg") / "run", num_sub_heads=3, losses=[0.5, -1.0, 0.2],
+                    pairs={"sobel": True})
 
 
 @pytest.fixture(scope="module")
@@ -45,7 +47,7 @@ def test_segment_applies_the_runs_preprocessing_and_lowest_loss_subhead(seg_run)
     model = load_run(path, device="cpu")
     assert model.subhead == 1 and model.task == "segmentation" and model.k == 3
     image = torch.rand(1, 1, 40, 56, generator=torch.Generator().manual_seed(1))
-    with torch.no_grad():  # by hand: grey + Sobel (the textures3 pair preset), main head, sub-head 1
+    with torch.no_grad():  # by hand: grey + Sobel, main head, sub-head 1
         expected = net(sobel_process(image, 1, True), head="B")[1]
     probs = model.segment(image, probs=True)
     torch.testing.assert_close(probs, expected, atol=1e-5, rtol=1e-4)
@@ -109,7 +111,7 @@ class _Pointwise(torch.nn.Module):
 
 
 def test_tiles_blend_to_the_whole_image_on_a_net_without_border_effects():
-    config, net = preset("textures3", num_sub_heads=1), _Pointwise()
+    config, net = preset("textures3", num_sub_heads=1, pairs={"sobel": True}), _Pointwise()  # 3 input channels
     make = lambda pixels: RunModel(net, config, _input_spec(config), 0, torch.device("cpu"), max_pixels=pixels,
                                    overlap=8)
     image = torch.rand(1, 75, 130, generator=torch.Generator().manual_seed(3))

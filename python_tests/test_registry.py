@@ -44,7 +44,7 @@ def test_config_task_and_classes_come_from_the_registry():
         preset("textures3", gt_k=4)
 
 
-@pytest.mark.parametrize("name, channels", [("textures3", 3), ("digits", 1), ("potsdam3", 4), ("cocostuff15", 5),
+@pytest.mark.parametrize("name, channels", [("textures3", 1), ("digits", 1), ("potsdam3", 4), ("cocostuff15", 5),
                                             ("stl10", 2), ("cifar10", 2), ("mnist", 1)])
 def test_input_channels_without_reading_data(name, channels):
     config = next(preset(p) for p in PRESETS if PRESETS[p].get("dataset", "textures3") == name)

@@ -16,6 +16,7 @@ from torch import nn
 
 from iic_fast.train import (PRESETS, NonFiniteLossError, Trainer, apply_overrides, load_checkpoint, preset,
                             save_atomic)
+from iic_fast.data import registry
 from iic_fast.train import checkpoint as ck
 from iic_fast.train import schedule
 from iic_fast.train.evaluation import Evaluator, evaluate_run
@@ -24,7 +25,8 @@ from iic_fast.train.steps import worse_half
 
 pytestmark = pytest.mark.filterwarnings("ignore:iic_fast. no compiled kernels")
 
-TINY_SEG = dict(n_train=16, n_test=4, input_size=32, batch_size=4, progress=False, log_every=1)
+TINY_SEG = dict(n_train=16, n_test=4, input_size=32, batch_size=4, candidates=1, candidate_jobs=1, progress=False,
+                log_every=1)
 # lamb_B 1.0: with the digits preset's 1.2, near-uniform outputs of a fresh net sit on a plateau of the
 # entropy-weighted loss that a dozen steps do not leave. One-step passes and 2 warm-up epochs, so that a
 # 6-step run crosses the head-A warm-up into B_then_A (A, A, B, B, A, B). selection_passes 0: one final record,
@@ -184,7 +186,7 @@ def test_micro_batch_gives_the_full_batch_gradient(tmp_path, make):
     for micro in (0, 3):
         config = make(micro_batch=micro, num_sub_heads=1)
         torch.manual_seed(0)
-        net = TinyNet(3 if config.task == "segmentation" else 1, config.output_k_A, config.output_k_B,
+        net = TinyNet(registry.get(config.dataset).in_channels(config), config.output_k_A, config.output_k_B,
                       config.task == "clustering")
         trainer = Trainer(config, str(tmp_path / str(micro)), net=net)
         losses.append(trainer.train_step("B"))
@@ -321,6 +323,13 @@ def test_selection_passes_pick_the_final_subhead_by_the_evaluation_mode_loss(tmp
 
 def _candidates_config(**kw):
     return clu_config(**{"num_sub_heads": 4, "subhead_restarts": [0.6], "max_steps": 8, "eval_every": 2, **kw})
+
+
+def test_candidates_under_torchrun_name_the_one_start_settings(tmp_path, monkeypatch):
+    """The presets with two starts (textures3, digits) under torchrun: a ValueError saying how to train one."""
+    monkeypatch.setattr("iic_fast.train.trainer.init_distributed", lambda device: (0, 2))
+    with pytest.raises(ValueError, match="--set candidates=1 --set candidate_jobs=1"):
+        Trainer(seg_config(candidates=2, candidate_jobs=2), str(tmp_path / "run"))
 
 
 def test_candidates_continue_the_lowest_loss_start_exactly(tmp_path, monkeypatch):
@@ -538,7 +547,7 @@ def test_ddp_two_processes_on_cpu(tmp_path):
     out = tmp_path / "ddp"
     cmd = ["torchrun", "--standalone", "--nproc_per_node", "2", "-m", "iic_fast.cli", "train", "--out", str(out),
            "--max-steps", "2", "--no-progress", "--device", "cpu", "--set", "n_train=16", "--set", "n_test=4",
-           "--set", "input_size=32", "--batch-size", "4"]
+           "--set", "input_size=32", "--batch-size", "4", "--set", "candidates=1", "--set", "candidate_jobs=1"]
     root = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))  # importable without an install
     res = subprocess.run(cmd, capture_output=True, text=True, timeout=300, cwd=root,
                          env={**os.environ, "OMP_NUM_THREADS": "1"})

@@ -82,6 +82,8 @@ class RunData:
 
 #: folder data: (base preset, overclustering head's multiple of k) per task; arch per task on (CPU, CUDA)
 FOLDER_BASE = {"segmentation": ("textures3", 4), "clustering": ("digits", 7)}
+#: folder segmentation's schedule (the cosine's length; max_minutes still plans it on a slower machine)
+FOLDER_SEG_STEPS = 550
 FOLDER_ARCH = {"segmentation": ("SmallSegNetTwoHead", "SegmentationNet10aTwoHead"),
                "clustering": ("SmallClusterNetTwoHead", "ClusterNet5gTwoHead")}
 
@@ -90,10 +92,10 @@ def folder_config(root: str, task: str, k: Optional[int] = None, *, input_size: 
                   rgb: bool = False, cuda: bool = False, skip_bad_images: bool = False) -> TrainConfig:
     """The training config for your own images in the folder ``root`` (``iic-fast train --data``).
 
-    Base preset textures3 (segmentation) or digits (clustering, one start: not its two candidates), with:
-    the folder dataset; head B of ``k`` clusters (default: the number of label classes) and head A of 4 k
-    (segmentation, as Textures-3's 12 / 3) or 7 k (clustering, as the paper's STL10 / CIFAR10 70 / 10); gt_k
-    from the labels (None without); grey + Sobel input ([grey, dx, dy] for segmentation, [dx, dy] for
+    Base preset textures3 (segmentation, 550 steps) or digits (clustering), one start (not their two
+    candidates), with: the folder dataset; head B of ``k`` clusters (default: the number of label classes)
+    and head A of 4 k (segmentation, as Textures-3's 12 / 3) or 7 k (clustering, as the paper's STL10 /
+    CIFAR10 70 / 10); gt_k from the labels (None without); grey + Sobel input ([grey, dx, dy] for segmentation, [dx, dy] for
     clustering) or with ``rgb`` the colour channels too; the small networks on the CPU, the paper's
     (SegmentationNet10aTwoHead at lr 1e-4, crops of 128, d 10, batch 32, no time budget; ClusterNet5gTwoHead
     at lr 1e-4) on CUDA. ``input_size`` (default 64 on the CPU, 128 for segmentation on CUDA): crop
@@ -114,17 +116,19 @@ def folder_config(root: str, task: str, k: Optional[int] = None, *, input_size: 
     base, multiple = FOLDER_BASE[task]
     colour = {"colour_channels": 3, "include_rgb": True} if rgb else {"colour_channels": 1}
     if task == "segmentation":
-        pairs = colour if rgb else {}
+        pairs = colour if rgb else {}  # Sobel on: the textures3 preset's grey input and 300 steps are its set's
+        steps = {"max_steps": FOLDER_SEG_STEPS}
         gpu = dict(lr=1e-4, d=10, batch_size=32, max_minutes=0.0)
     else:
         crops = sorted({round(size * 3 / 4), round(size * 7 / 8), size})
         pairs = {"input_size": size, "crop1": size, "crop2": crops, "rot_deg": 0.0, "shift": 0, **colour,
                  "jitter": [0.4, 0.4, 0.4, 0.125] if rgb else [0.4, 0.4, 0.0, 0.0]}
-        gpu = dict(lr=1e-4)
+        steps, gpu = {}, dict(lr=1e-4)
     return preset(base, preset="folder", dataset=f"folder_{task}", data_root=os.path.abspath(root), gt_k=gt_k,
                   output_k_B=k, output_k_A=multiple * k, input_size=size, arch=FOLDER_ARCH[task][cuda], pairs=pairs,
                   num_sub_heads=1 if task == "segmentation" else 5, candidates=1, candidate_jobs=1,
-                  dataset_options={"skip_bad_images": True} if skip_bad_images else {}, **(gpu if cuda else {}))
+                  dataset_options={"skip_bad_images": True} if skip_bad_images else {}, **steps,
+                  **(gpu if cuda else {}))
 
 
 def make_pairs(config: TrainConfig) -> Pairs:

@@ -38,11 +38,14 @@ _CLU = dict(num_sub_heads=5, d=0)
 PRESETS: Dict[str, Dict[str, Any]] = {
     # --- embedded sets (no files): the defaults of a fresh machine
     # Textures-3: SmallSegNetTwoHead (A 12 / B 3), batch 16, heads alternating every step (epoch_steps 1).
-    # n_train 4096 mosaics and lr 1e-3: many distinct mosaics beat many passes over few. 550 steps (~0.5 s each
-    # on 2 CPU cores) about fill 90 % of max_minutes; a slower machine gets a shorter cosine, planned from its
-    # measured pace (iic_fast/train/schedule.py). Measurements: docs/results.md
+    # n_train 4096 mosaics and lr 1e-3: many distinct mosaics beat many passes over few. Grey input alone (no
+    # Sobel): its runs end ~3 points higher, but one start in three settles with two textures merged, so two whole
+    # runs train at once (one thread each) and the lower evaluation-mode loss wins. 300 steps: the accuracy is flat
+    # from there on; a slower machine gets a shorter cosine, planned from its measured pace in max_minutes
+    # (iic_fast/train/schedule.py). Measurements: docs/results.md
     "textures3": dict(d=8, epoch_steps=1, eval_every=100, lr_schedule="cosine", lr=1e-3, n_train=4096,
-                      max_steps=550, max_minutes=4.75),
+                      max_steps=300, max_minutes=4.75, pairs={"sobel": False}, candidates=2, candidate_steps=0,
+                      candidate_jobs=2),
     # Digits: MNIST's schedule (B first, B x2, 5 repeats) on a small net; pairs: milder crops (8x8 digits fill the
     # frame) and +-1 pixel shifts (a digit's position is no cue). Against bad local optima (two digits sharing
     # clusters): 25 main-head sub-heads, the worse half restarted at 1/3 and 2/3 of the run and the final one picked

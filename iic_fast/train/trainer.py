@@ -57,7 +57,8 @@ class Trainer:
         self.device = resolve_device(config.device)
         self.rank, self.world = init_distributed(self.device)
         if config.candidates > 1 and self.world > 1:
-            raise ValueError("candidates > 1 runs on one process only, not under torchrun")
+            raise ValueError("candidates > 1 runs on one process only, not under torchrun (one start: "
+                             "--set candidates=1 --set candidate_jobs=1)")
         self.main = self.rank == 0
         seed = config.seed + cand.SEED_STRIDE * candidate
         ck.seed_everything(seed)
