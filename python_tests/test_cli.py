@@ -12,8 +12,8 @@ from iic_fast.cli import main
 
 pytestmark = pytest.mark.filterwarnings("ignore:iic_fast. no compiled kernels")
 
-TINY = ["--set", "n_train=16", "--set", "n_test=4", "--set", "input_size=32", "--batch-size", "4", "--set", "candidates=1",
-        "--set", "candidate_jobs=1"]
+TINY = ["--set", "n_train=16", "--set", "n_test=4", "--set", "input_size=32", "--batch-size", "4",
+        "--set", "candidates=1", "--set", "candidate_jobs=1"]
 
 
 @pytest.mark.parametrize("argv", [["--help"], ["train", "--help"], ["eval", "--help"], ["bench", "--help"]])

@@ -250,6 +250,10 @@ def test_folder_config_defaults():
     g = folder_config(os.path.dirname(__file__), "segmentation", 3, cuda=True)
     assert (g.arch, g.input_size, g.output_k_A) == ("SegmentationNet10aTwoHead", 128, 12)
     assert D.registry.get(g.dataset).in_channels(g) == 3  # grey + Sobel
+    # on the CPU: the textures3 preset's settings but for its grey-only input, 300 steps and two starts
+    cpu = folder_config(os.path.dirname(__file__), "segmentation", 3)
+    assert (cpu.arch, cpu.max_steps, cpu.candidates, cpu.candidate_jobs) == ("SmallSegNetTwoHead", 550, 1, 1)
+    assert D.registry.get(cpu.dataset).in_channels(cpu) == 3 and preset("textures3").candidates == 2
 
 
 # ------------------------------------------------------------------ round trips through the trainer

@@ -93,14 +93,14 @@ def folder_config(root: str, task: str, k: Optional[int] = None, *, input_size: 
     """The training config for your own images in the folder ``root`` (``iic-fast train --data``).
 
     Base preset textures3 (segmentation, 550 steps) or digits (clustering), one start (not their two
-    candidates), with: the folder dataset; head B of ``k`` clusters (default: the number of label classes)
-    and head A of 4 k (segmentation, as Textures-3's 12 / 3) or 7 k (clustering, as the paper's STL10 /
-    CIFAR10 70 / 10); gt_k from the labels (None without); grey + Sobel input ([grey, dx, dy] for segmentation, [dx, dy] for
+    candidates), with: the folder dataset; head B of ``k`` clusters (default: the number of label classes) and
+    head A of 4 k (segmentation, as Textures-3's 12 / 3) or 7 k (clustering, as the paper's STL10 / CIFAR10 70 /
+    10); gt_k from the labels (None without); grey + Sobel input ([grey, dx, dy] for segmentation, [dx, dy] for
     clustering) or with ``rgb`` the colour channels too; the small networks on the CPU, the paper's
-    (SegmentationNet10aTwoHead at lr 1e-4, crops of 128, d 10, batch 32, no time budget; ClusterNet5gTwoHead
-    at lr 1e-4) on CUDA. ``input_size`` (default 64 on the CPU, 128 for segmentation on CUDA): crop
-    side (segmentation) or the side clustering images are resized to (tf2 crops 3/4, 7/8 and all of
-    it), a multiple of 4 of at least 16. Raises ValueError naming the bad argument."""
+    (SegmentationNet10aTwoHead at lr 1e-4, crops of 128, d 10, batch 32, no time budget; ClusterNet5gTwoHead at
+    lr 1e-4) on CUDA. ``input_size`` (default 64 on the CPU, 128 for segmentation on CUDA): crop side
+    (segmentation) or the side clustering images are resized to (tf2 crops 3/4, 7/8 and all of it), a multiple
+    of 4 of at least 16. Raises ValueError naming the bad argument."""
     if task not in registry.TASKS:
         raise ValueError(f"--task must be one of {registry.TASKS}, got {task!r}")
     gt_k = folder.count_classes(root, task)
