@@ -14,9 +14,9 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from iic_fast.data import registry
 from iic_fast.train import (PRESETS, NonFiniteLossError, Trainer, apply_overrides, load_checkpoint, preset,
                             save_atomic)
-from iic_fast.data import registry
 from iic_fast.train import checkpoint as ck
 from iic_fast.train import schedule
 from iic_fast.train.evaluation import Evaluator, evaluate_run
